@@ -1,0 +1,130 @@
+// The environment, parsed once into one typed, frozen object. Nothing else reads process.env.
+import { z } from 'zod';
+
+export interface RateLimit {
+  readonly count: number;
+  readonly windowMs: number;
+}
+
+export interface DkimConfig {
+  readonly domainName: string;
+  readonly keySelector: string;
+  readonly privateKey: string;
+}
+
+export interface Config {
+  readonly nodeEnv: 'development' | 'production' | 'test';
+  readonly port: number;
+  readonly host: string;
+  readonly publicUrl: string;
+  readonly databaseUrl: string | undefined;
+  readonly dataDir: string;
+  readonly smtpUrl: string | undefined;
+  readonly mailFrom: string;
+  readonly senderAddress: string | undefined;
+  /** Undefined until main() loads or generates the development secret. */
+  readonly tokenSecrets: readonly string[] | undefined;
+  readonly apiKey: string | undefined;
+  readonly subscribeRateLimit: RateLimit | undefined;
+  readonly sendRate: number;
+  readonly redirectHosts: readonly string[];
+  readonly trustProxy: boolean;
+  readonly dkim: DkimConfig | undefined;
+  readonly logLevel: string;
+}
+
+const UNITS: Record<string, number> = { s: 1_000, sec: 1_000, m: 60_000, min: 60_000, h: 3_600_000, hour: 3_600_000 };
+
+/** `20/min`, `5/s`, `100/h`; `0` turns the limit off. */
+export function parseRateLimit(text: string): RateLimit | undefined | Error {
+  const trimmed = text.trim();
+  if (trimmed === '0') return undefined;
+  const match = /^(\d+)\s*\/\s*(\d*)\s*([a-z]+)$/.exec(trimmed);
+  const unit = match ? UNITS[match[3]!] : undefined;
+  if (!match || unit === undefined) return new Error(`expected a count per unit such as 20/min, got "${text}"`);
+  const count = Number(match[1]);
+  if (count === 0) return undefined;
+  return { count, windowMs: unit * (match[2] ? Number(match[2]) : 1) };
+}
+
+const list = (text: string | undefined) =>
+  (text ?? '').split(',').map((item) => item.trim()).filter((item) => item.length > 0);
+
+const envSchema = z.object({
+  NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+  PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+  HOST: z.string().min(1).default('127.0.0.1'),
+  PUBLIC_URL: z.url({ protocol: /^https?$/ }).optional(),
+  DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must start with postgres://').optional(),
+  DATA_DIR: z.string().min(1).default('./.data'),
+  SMTP_URL: z.string().regex(/^smtps?:\/\//, 'must start with smtp:// or smtps://').optional(),
+  MAIL_FROM: z.string().min(3).default('assent <no-reply@localhost>'),
+  SENDER_ADDRESS: z.string().min(1).optional(),
+  TOKEN_SECRETS: z.string().optional(),
+  ASSENT_API_KEY: z.string().min(16, 'must be at least 16 characters').optional(),
+  SUBSCRIBE_RATE_LIMIT: z.string().default('20/min'),
+  SEND_RATE: z.coerce.number().min(0).default(0),
+  REDIRECT_HOSTS: z.string().optional(),
+  TRUST_PROXY: z.enum(['', '0', '1', 'false', 'true', 'off', 'on']).default(''),
+  DKIM_DOMAIN: z.string().min(1).optional(),
+  DKIM_SELECTOR: z.string().min(1).optional(),
+  DKIM_PRIVATE_KEY: z.string().min(1).optional(),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+});
+
+export type ConfigResult = { ok: true; config: Config } | { ok: false; problems: string[] };
+
+/** Turns an environment into a Config, or into one line per problem. */
+export function parseConfig(env: Record<string, string | undefined>): ConfigResult {
+  // An empty variable means "not set", as in most shells' `VAR= command`.
+  const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined && value !== ''));
+  const parsed = envSchema.safeParse(present);
+  if (!parsed.success) {
+    return { ok: false, problems: parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`) };
+  }
+  const e = parsed.data;
+  const problems: string[] = [];
+
+  if (e.NODE_ENV === 'production') {
+    if (!e.DATABASE_URL) problems.push('DATABASE_URL is required in production: the postgres:// URL of the database');
+    if (!e.SMTP_URL) problems.push('SMTP_URL is required in production: smtp://user:pass@host:port of the mail relay');
+    if (!e.PUBLIC_URL) problems.push('PUBLIC_URL is required in production: the https:// base of every link put in a mail');
+    else if (!e.PUBLIC_URL.startsWith('https://')) problems.push('PUBLIC_URL must be https:// in production');
+    if (!e.TOKEN_SECRETS) problems.push('TOKEN_SECRETS is required in production: comma-separated secrets of at least 32 characters');
+  }
+  const tokenSecrets = e.TOKEN_SECRETS === undefined ? undefined : list(e.TOKEN_SECRETS);
+  if (tokenSecrets && tokenSecrets.some((secret) => secret.length < 32)) {
+    problems.push('TOKEN_SECRETS: every secret must be at least 32 characters');
+  }
+  const rateLimit = parseRateLimit(e.SUBSCRIBE_RATE_LIMIT);
+  if (rateLimit instanceof Error) problems.push(`SUBSCRIBE_RATE_LIMIT: ${rateLimit.message}`);
+
+  const dkimParts = [e.DKIM_DOMAIN, e.DKIM_SELECTOR, e.DKIM_PRIVATE_KEY].filter((part) => part !== undefined);
+  if (dkimParts.length > 0 && dkimParts.length < 3) {
+    problems.push('DKIM_DOMAIN, DKIM_SELECTOR and DKIM_PRIVATE_KEY must be set together');
+  }
+  if (problems.length > 0) return { ok: false, problems };
+
+  const config: Config = {
+    nodeEnv: e.NODE_ENV,
+    port: e.PORT,
+    host: e.HOST,
+    publicUrl: (e.PUBLIC_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, ''),
+    databaseUrl: e.DATABASE_URL,
+    dataDir: e.DATA_DIR,
+    smtpUrl: e.SMTP_URL,
+    mailFrom: e.MAIL_FROM,
+    senderAddress: e.SENDER_ADDRESS,
+    tokenSecrets,
+    apiKey: e.ASSENT_API_KEY,
+    subscribeRateLimit: rateLimit as RateLimit | undefined,
+    sendRate: e.SEND_RATE,
+    redirectHosts: list(e.REDIRECT_HOSTS).map((host) => host.toLowerCase()),
+    trustProxy: ['1', 'true', 'on'].includes(e.TRUST_PROXY),
+    dkim: e.DKIM_DOMAIN && e.DKIM_SELECTOR && e.DKIM_PRIVATE_KEY
+      ? { domainName: e.DKIM_DOMAIN, keySelector: e.DKIM_SELECTOR, privateKey: e.DKIM_PRIVATE_KEY.replace(/\\n/g, '\n') }
+      : undefined,
+    logLevel: e.LOG_LEVEL,
+  };
+  return { ok: true, config: Object.freeze(config) };
+}

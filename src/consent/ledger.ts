@@ -1,0 +1,154 @@
+// The consent ledger: an append-only chain of hashes per subscriber, with the evidence kept
+// beside it. Each event's hash covers its own fields, the SHA-256 of its evidence and the
+// previous event's hash, so changing, removing or reordering any event, or editing any
+// evidence still held, breaks verification. Erasure deletes evidence rows only; the chain
+// of hashes still verifies without them.
+import { createHash } from 'node:crypto';
+import { sql } from 'kysely';
+import type { Database, Trx } from '../db/database.js';
+import type { ConsentEventKind } from '../db/schema.js';
+
+export type Evidence = Record<string, unknown>;
+
+/** JSON with keys sorted at every depth: jsonb does not keep key order, the hash must not depend on it. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value ?? null);
+}
+
+const sha256 = (text: string) => createHash('sha256').update(text, 'utf8').digest();
+
+export function evidenceHash(evidence: Evidence): Buffer {
+  return sha256(canonicalJson(evidence));
+}
+
+interface ChainFields {
+  subscriberId: string;
+  listId: string | null;
+  kind: ConsentEventKind;
+  occurredAt: Date;
+  evidenceHash: Buffer;
+  prevHash: Buffer | null;
+}
+
+export function eventHash(fields: ChainFields): Buffer {
+  return sha256(canonicalJson({
+    subscriber_id: fields.subscriberId,
+    list_id: fields.listId,
+    kind: fields.kind,
+    occurred_at: fields.occurredAt.toISOString(),
+    evidence_hash: fields.evidenceHash.toString('hex'),
+    prev_hash: fields.prevHash?.toString('hex') ?? null,
+  }));
+}
+
+/** jsonb cannot hold U+0000; evidence must read back exactly as it was hashed. */
+function storable(evidence: Evidence): Evidence {
+  return JSON.parse(JSON.stringify(evidence).replace(/\\u0000/g, '')) as Evidence;
+}
+
+/**
+ * The database clock (evidence time comes from the server, not from this process) to the
+ * millisecond, so that it survives the round trip through a JS Date exactly, and the last
+ * hash of the subscriber's chain. The caller holds the subscriber's row lock, so no other
+ * event can slip in between.
+ */
+export async function chainHead(trx: Trx, subscriberId: string): Promise<{ now: Date; prevHash: Buffer | null }> {
+  const row = await trx
+    .selectNoFrom((eb) => [
+      sql<Date>`date_trunc('milliseconds', now())`.as('now'),
+      eb.selectFrom('consent_events')
+        .select('hash')
+        .where('subscriber_id', '=', subscriberId)
+        .orderBy('id', 'desc')
+        .limit(1)
+        .as('prev_hash'),
+    ])
+    .executeTakeFirstOrThrow();
+  return { now: row.now, prevHash: row.prev_hash };
+}
+
+export interface NewConsentEvent {
+  subscriberId: string;
+  listId: string | null;
+  kind: ConsentEventKind;
+  evidence: Evidence;
+}
+
+/** Appends one event and its evidence in one statement; returns the event's id. */
+export async function appendConsentEvent(
+  trx: Trx,
+  head: { now: Date; prevHash: Buffer | null },
+  event: NewConsentEvent,
+): Promise<string> {
+  const evidence = storable({ ...event.evidence, time: head.now.toISOString() });
+  const evHash = evidenceHash(evidence);
+  const hash = eventHash({ ...event, occurredAt: head.now, evidenceHash: evHash, prevHash: head.prevHash });
+  const row = await trx
+    .with('event', (db) => db
+      .insertInto('consent_events')
+      .values({
+        subscriber_id: event.subscriberId,
+        list_id: event.listId,
+        kind: event.kind,
+        occurred_at: head.now,
+        evidence_hash: evHash,
+        prev_hash: head.prevHash,
+        hash,
+      })
+      .returning('id'))
+    .insertInto('consent_evidence')
+    .columns(['event_id', 'evidence'])
+    .expression((db) => db.selectFrom('event').select(['event.id', sql<string>`${JSON.stringify(evidence)}::jsonb`.as('evidence')]))
+    .returning('event_id')
+    .executeTakeFirstOrThrow();
+  return row.event_id;
+}
+
+export interface VerifiedEvent {
+  id: string;
+  listId: string | null;
+  kind: ConsentEventKind;
+  occurredAt: Date;
+  hash: string;
+  evidence: Evidence | null;
+  /** This event's hash, link and (where still held) evidence all check out. */
+  verified: boolean;
+}
+
+export interface ChainVerification {
+  verified: boolean;
+  events: VerifiedEvent[];
+}
+
+/** Recomputes a subscriber's chain from the stored rows. */
+export async function verifyChain(db: Database | Trx, subscriberId: string): Promise<ChainVerification> {
+  const rows = await db
+    .selectFrom('consent_events as e')
+    .leftJoin('consent_evidence as v', 'v.event_id', 'e.id')
+    .select(['e.id', 'e.list_id', 'e.kind', 'e.occurred_at', 'e.evidence_hash', 'e.prev_hash', 'e.hash', 'v.evidence'])
+    .where('e.subscriber_id', '=', subscriberId)
+    .orderBy('e.id')
+    .execute();
+  let previous: Buffer | null = null;
+  const events = rows.map((row): VerifiedEvent => {
+    const linked = previous === null ? row.prev_hash === null : row.prev_hash !== null && previous.equals(row.prev_hash);
+    const recomputed = eventHash({
+      subscriberId, listId: row.list_id, kind: row.kind, occurredAt: row.occurred_at,
+      evidenceHash: row.evidence_hash, prevHash: row.prev_hash,
+    });
+    const evidenceHolds = row.evidence === null || evidenceHash(row.evidence).equals(row.evidence_hash);
+    previous = row.hash;
+    return {
+      id: row.id, listId: row.list_id, kind: row.kind, occurredAt: row.occurred_at, hash: row.hash.toString('hex'),
+      evidence: row.evidence, verified: linked && recomputed.equals(row.hash) && evidenceHolds,
+    };
+  });
+  return { verified: events.every((event) => event.verified), events };
+}

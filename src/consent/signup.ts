@@ -1,0 +1,112 @@
+// A signup: one transaction that records the request, its evidence and the confirmation mail
+// (transactional outbox); the worker sends it later. The caller answers the same whatever
+// happened here, so nobody learns who is on a list.
+import { randomUUID } from 'node:crypto';
+import type { Deps } from '../deps.js';
+import type { Trx } from '../db/database.js';
+import { DomainError } from '../errors.js';
+import type { Locale } from '../i18n.js';
+import { chainHead, appendConsentEvent } from './ledger.js';
+import * as store from './store.js';
+import type { ListWithConsent } from './store.js';
+import { CONFIRM_TTL_MS } from './tokens.js';
+
+/** At most one confirmation mail per address and list in this time. */
+export const RESEND_INTERVAL_MS = 10 * 60 * 1000;
+/** At most this many confirmation mails per address a day, over all lists. */
+export const DAILY_CONFIRMATION_CAP = 5;
+const DAY_MS = 24 * 3600 * 1000;
+
+export interface SignupRequest {
+  /** Already normalised (address.ts). */
+  email: string;
+  listSlug: string | undefined;
+  firstName: string | null;
+  lastName: string | null;
+  locale: Locale;
+}
+
+/** Who asked, as evidence: the client, its browser and the page whose form posted. */
+export interface RequestContext {
+  ip: string | null;
+  userAgent: string | null;
+  page: string | null;
+}
+
+export type SignupOutcome = 'mailed' | 'already_confirmed' | 'throttled';
+
+async function resolveList(trx: Trx, slug: string | undefined): Promise<ListWithConsent> {
+  if (slug !== undefined) {
+    const list = await store.findListBySlug(trx, slug);
+    if (!list) throw new DomainError('list_not_found', `there is no list "${slug}"`);
+    return list;
+  }
+  const lists = await store.findOnlyLists(trx);
+  if (lists.length !== 1) {
+    throw new DomainError('list_required', 'choose a list', { list: 'required when more than one list exists' });
+  }
+  return lists[0]!;
+}
+
+export function messageId(mailFrom: string): string {
+  const domain = /@([^>\s]+)>?\s*$/.exec(mailFrom)?.[1] ?? 'localhost';
+  return `<${randomUUID()}@${domain}>`;
+}
+
+export async function signup(
+  deps: Pick<Deps, 'db' | 'clock' | 'config' | 'signer' | 'mailTemplates' | 'log'>,
+  request: SignupRequest,
+  context: RequestContext,
+): Promise<SignupOutcome> {
+  return deps.db.transaction().execute(async (trx) => {
+    const list = await resolveList(trx, request.listSlug);
+    const subscriber = await store.upsertSubscriber(trx, { email: request.email, locale: request.locale });
+    const subscription = await store.upsertSubscription(trx, subscriber.id, list.id);
+    if (subscription.status === 'confirmed') return 'already_confirmed';
+
+    const now = deps.clock();
+    const lastMail = subscription.last_confirmation_mail_at?.getTime();
+    if (lastMail !== undefined && now - lastMail < RESEND_INTERVAL_MS) return 'throttled';
+    const mailsToday = await store.countConfirmationMailsSince(trx, subscriber.id, new Date(now - DAY_MS));
+    if (mailsToday >= DAILY_CONFIRMATION_CAP) return 'throttled';
+
+    const token = deps.signer.signConfirm({
+      subscriberId: subscriber.id, listId: list.id, issuedAt: now, expiresAt: now + CONFIRM_TTL_MS,
+    });
+    const confirmUrl = `${deps.config.publicUrl}/confirm/${token}`;
+    const mail = deps.mailTemplates.renderConfirmation({
+      locale: request.locale, email: subscriber.email, listName: list.name, consentText: list.consentText, confirmUrl,
+    });
+    const id = messageId(deps.config.mailFrom);
+    const fields: Record<string, string> = { locale: request.locale };
+    if (list.fields.includes('first_name') && request.firstName) fields.first_name = request.firstName;
+    if (list.fields.includes('last_name') && request.lastName) fields.last_name = request.lastName;
+
+    const head = await chainHead(trx, subscriber.id);
+    await appendConsentEvent(trx, head, {
+      subscriberId: subscriber.id,
+      listId: list.id,
+      kind: 'requested',
+      evidence: {
+        ip: context.ip,
+        user_agent: context.userAgent,
+        page: context.page,
+        form: { email: subscriber.email, ...fields },
+        list: { id: list.id, slug: list.slug, name: list.name },
+        consent: { version: list.consentVersion, text: list.consentText },
+        mail: { message_id: id, subject: mail.subject, text: mail.text },
+      },
+    });
+    await store.insertOutboxMail(trx, {
+      kind: 'confirmation', subscriber_id: subscriber.id, recipient: subscriber.email, message_id: id,
+      subject: mail.subject, html: mail.html, text: mail.text, created_at: new Date(now),
+    });
+    const pendingSince = subscription.status === 'pending' && subscription.pending_since
+      ? subscription.pending_since : new Date(now);
+    await store.markSubscriptionRequested(trx, { subscriberId: subscriber.id, listId: list.id }, {
+      now: new Date(now), pendingSince, fields, consentVersion: list.consentVersion,
+    });
+    if (!deps.config.smtpUrl) deps.log.info({ confirm_url: confirmUrl }, 'confirmation mail written to the outbox folder');
+    return 'mailed';
+  });
+}

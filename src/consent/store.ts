@@ -1,0 +1,199 @@
+// The consent module's SQL: one exported function per statement, named for what it does.
+import { sql } from 'kysely';
+import type { Database, Trx } from '../db/database.js';
+import type { NewOutboxMail, SubscriptionStatus } from '../db/schema.js';
+
+type Db = Database | Trx;
+
+export interface ListWithConsent {
+  id: string;
+  slug: string;
+  name: string;
+  fields: string[];
+  consentVersion: number;
+  consentText: string;
+}
+
+const listWithConsent = (db: Db) => db
+  .selectFrom('lists as l')
+  .innerJoin('list_consent_versions as v', 'v.list_id', 'l.id')
+  .select(['l.id', 'l.slug', 'l.name', 'l.fields', 'v.version as consentVersion', 'v.text as consentText'])
+  .where('v.version', '=', (eb) => eb.selectFrom('list_consent_versions').select(eb.fn.max('version').as('v')).whereRef('list_id', '=', 'l.id'));
+
+export async function findListBySlug(db: Db, slug: string): Promise<ListWithConsent | undefined> {
+  return listWithConsent(db).where('l.slug', '=', slug).executeTakeFirst();
+}
+
+export async function findListById(db: Db, id: string): Promise<ListWithConsent | undefined> {
+  return listWithConsent(db).where('l.id', '=', id).executeTakeFirst();
+}
+
+/** At most two lists: enough to tell whether exactly one exists. */
+export async function findOnlyLists(db: Db): Promise<ListWithConsent[]> {
+  return listWithConsent(db).orderBy('l.id').limit(2).execute();
+}
+
+export async function listAllLists(db: Db): Promise<ListWithConsent[]> {
+  return listWithConsent(db).orderBy('l.slug').execute();
+}
+
+export async function countSubscriptionsByStatus(db: Db): Promise<{ listId: string; status: SubscriptionStatus; count: number }[]> {
+  const rows = await db.selectFrom('subscriptions')
+    .select(['list_id as listId', 'status', (eb) => eb.fn.countAll<string>().as('count')])
+    .groupBy(['list_id', 'status'])
+    .execute();
+  return rows.map((row) => ({ ...row, count: Number(row.count) }));
+}
+
+export async function insertList(trx: Trx, list: { slug: string; name: string; fields: string[] }): Promise<string | undefined> {
+  const row = await trx.insertInto('lists')
+    .values(list)
+    .onConflict((oc) => oc.column('slug').doNothing())
+    .returning('id')
+    .executeTakeFirst();
+  return row?.id;
+}
+
+/** Locks the list row, so concurrent edits number their consent versions one after another. */
+export async function lockListBySlug(trx: Trx, slug: string): Promise<{ id: string } | undefined> {
+  return trx.selectFrom('lists').select('id').where('slug', '=', slug).forUpdate().executeTakeFirst();
+}
+
+export async function updateList(trx: Trx, id: string, changes: { name?: string; fields?: string[] }): Promise<void> {
+  await trx.updateTable('lists').set({ ...changes, updated_at: sql`now()` }).where('id', '=', id).execute();
+}
+
+/** The next version of a list's wording; inserts nothing when the text is unchanged. */
+export async function insertConsentVersion(trx: Trx, listId: string, text: string): Promise<void> {
+  await sql`
+    insert into list_consent_versions (list_id, version, text)
+    select ${listId}, coalesce(max(version), 0) + 1, ${text}
+    from list_consent_versions where list_id = ${listId}
+    having coalesce((array_agg(text order by version desc))[1], '') <> ${text}
+  `.execute(trx);
+}
+
+export async function findConsentText(db: Db, listId: string, version: number): Promise<string | undefined> {
+  const row = await db.selectFrom('list_consent_versions').select('text')
+    .where('list_id', '=', listId).where('version', '=', version).executeTakeFirst();
+  return row?.text;
+}
+
+/** Finds or creates the subscriber for an address and locks the row for the transaction. */
+export async function upsertSubscriber(trx: Trx, subscriber: { email: string; locale: string }): Promise<{ id: string; email: string; locale: string }> {
+  const row = await trx.insertInto('subscribers')
+    .values(subscriber)
+    .onConflict((oc) => oc.expression(sql`lower(email)`).doUpdateSet({ updated_at: sql`subscribers.updated_at` }))
+    .returning(['id', 'email', 'locale'])
+    .executeTakeFirstOrThrow();
+  return { ...row, email: row.email! };
+}
+
+export async function lockSubscriber(trx: Trx, id: string): Promise<{ id: string; email: string; locale: string } | undefined> {
+  const row = await trx.selectFrom('subscribers').select(['id', 'email', 'locale'])
+    .where('id', '=', id).where('erased_at', 'is', null).forUpdate().executeTakeFirst();
+  return row && row.email !== null ? { ...row, email: row.email } : undefined;
+}
+
+export async function findSubscriberLocale(db: Db, id: string): Promise<string | undefined> {
+  const row = await db.selectFrom('subscribers').select('locale')
+    .where('id', '=', id).where('erased_at', 'is', null).executeTakeFirst();
+  return row?.locale;
+}
+
+/** Finds or creates (as pending) the subscription and locks it for the transaction. */
+export async function upsertSubscription(trx: Trx, subscriberId: string, listId: string) {
+  return trx.insertInto('subscriptions')
+    .values({ subscriber_id: subscriberId, list_id: listId, status: 'pending' })
+    .onConflict((oc) => oc.columns(['subscriber_id', 'list_id']).doUpdateSet({ status: sql`subscriptions.status` }))
+    .returning(['status', 'pending_since', 'last_confirmation_mail_at'])
+    .executeTakeFirstOrThrow();
+}
+
+export async function lockSubscription(trx: Trx, subscriberId: string, listId: string) {
+  return trx.selectFrom('subscriptions')
+    .select(['status', 'pending_since', 'pending_fields', 'pending_consent_version', 'consent_version'])
+    .where('subscriber_id', '=', subscriberId).where('list_id', '=', listId)
+    .forUpdate()
+    .executeTakeFirst();
+}
+
+export async function findSubscription(db: Db, subscriberId: string, listId: string) {
+  return db.selectFrom('subscriptions')
+    .select(['status', 'pending_since'])
+    .where('subscriber_id', '=', subscriberId).where('list_id', '=', listId)
+    .executeTakeFirst();
+}
+
+/** Confirmation mails to one address since a time, over all lists (the daily cap). */
+export async function countConfirmationMailsSince(trx: Trx, subscriberId: string, since: Date): Promise<number> {
+  const row = await trx.selectFrom('outbox')
+    .select((eb) => eb.fn.countAll<string>().as('count'))
+    .where('subscriber_id', '=', subscriberId).where('kind', '=', 'confirmation').where('created_at', '>', since)
+    .executeTakeFirstOrThrow();
+  return Number(row.count);
+}
+
+export async function markSubscriptionRequested(trx: Trx, key: { subscriberId: string; listId: string }, request: {
+  now: Date; pendingSince: Date; fields: Record<string, string>; consentVersion: number;
+}): Promise<void> {
+  await trx.updateTable('subscriptions')
+    .set({
+      status: 'pending',
+      pending_since: request.pendingSince,
+      pending_fields: JSON.stringify(request.fields),
+      pending_consent_version: request.consentVersion,
+      requested_at: request.now,
+      last_confirmation_mail_at: request.now,
+      updated_at: sql`now()`,
+    })
+    .where('subscriber_id', '=', key.subscriberId).where('list_id', '=', key.listId)
+    .execute();
+}
+
+export async function markSubscriptionConfirmed(trx: Trx, key: { subscriberId: string; listId: string }, confirmation: {
+  at: Date; consentVersion: number;
+}): Promise<void> {
+  await trx.updateTable('subscriptions')
+    .set({
+      status: 'confirmed',
+      consent_version: confirmation.consentVersion,
+      confirmed_at: confirmation.at,
+      pending_since: null,
+      pending_fields: null,
+      pending_consent_version: null,
+      updated_at: sql`now()`,
+    })
+    .where('subscriber_id', '=', key.subscriberId).where('list_id', '=', key.listId)
+    .execute();
+}
+
+/** What the person typed with their signup, applied once their click proves the address is theirs. */
+export async function applySubscriberFields(trx: Trx, id: string, fields: { first_name?: string; last_name?: string; locale?: string }): Promise<void> {
+  if (Object.keys(fields).length === 0) return;
+  await trx.updateTable('subscribers').set({ ...fields, updated_at: sql`now()` }).where('id', '=', id).execute();
+}
+
+/** The first affinity level, on the first confirmation; later confirmations keep what was recorded. */
+export async function recordFirstAffinity(trx: Trx, subscriberId: string): Promise<void> {
+  await sql`
+    insert into affinity_events (subscriber_id, level, reason)
+    select ${subscriberId}, 'confirmed', 'confirmed a signup'
+    where not exists (select 1 from affinity_events where subscriber_id = ${subscriberId})
+  `.execute(trx);
+}
+
+export async function deleteSuppression(trx: Trx, addressHash: Buffer): Promise<void> {
+  await trx.deleteFrom('suppressions').where('address_hash', '=', addressHash).execute();
+}
+
+export async function latestRequestEventId(trx: Trx, subscriberId: string, listId: string): Promise<string | undefined> {
+  const row = await trx.selectFrom('consent_events').select('id')
+    .where('subscriber_id', '=', subscriberId).where('list_id', '=', listId).where('kind', '=', 'requested')
+    .orderBy('id', 'desc').limit(1).executeTakeFirst();
+  return row?.id;
+}
+
+export async function insertOutboxMail(trx: Trx, mail: NewOutboxMail): Promise<void> {
+  await trx.insertInto('outbox').values(mail).execute();
+}

@@ -1,0 +1,92 @@
+// Signed link tokens: `<payload>.<mac>`, both base64url. The payload is a short dot-separated
+// record, the MAC an HMAC-SHA256 over the payload with the first of TOKEN_SECRETS; every
+// secret verifies, so secrets rotate by putting a new one first and dropping the old one
+// once its links no longer matter. Nothing is stored: the database only keeps a hash of a
+// token that proved a click, as evidence.
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+
+export type TokenPurpose = 'confirm' | 'unsubscribe' | 'preferences';
+
+const PURPOSE_CODE: Record<TokenPurpose, string> = { confirm: 'c', unsubscribe: 'u', preferences: 'p' };
+
+export interface ConfirmClaims {
+  purpose: 'confirm';
+  subscriberId: string;
+  listId: string;
+  /** Milliseconds since the epoch: a link issued before a withdrawal cannot undo it. */
+  issuedAt: number;
+  /** Milliseconds since the epoch. */
+  expiresAt: number;
+}
+
+export type TokenCheck =
+  | { ok: true; claims: ConfirmClaims }
+  /** Not a token we could have made (garbled, truncated or signed with no key we know). */
+  | { ok: false; reason: 'invalid' }
+  /** Genuine but past its expiry; the claims say which subscription it was for. */
+  | { ok: false; reason: 'expired'; claims: ConfirmClaims };
+
+export const CONFIRM_TTL_MS = 7 * 24 * 3600 * 1000;
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const ID = /^[1-9]\d{0,18}$/;
+const TIME = /^\d{1,15}$/;
+
+function mac(secret: string, payload: string): Buffer {
+  return createHmac('sha256', secret).update(payload).digest();
+}
+
+export function generateSecret(): string {
+  return randomBytes(32).toString('base64url');
+}
+
+/** SHA-256 of the token, kept as evidence that this link was used without keeping the link. */
+export function tokenHash(token: string): string {
+  return createHash('sha256').update(token).digest('hex');
+}
+
+export class TokenSigner {
+  constructor(private readonly secrets: readonly string[]) {
+    if (secrets.length === 0) throw new Error('at least one token secret is needed');
+  }
+
+  signConfirm(claims: Omit<ConfirmClaims, 'purpose'>): string {
+    const fields = [PURPOSE_CODE.confirm, claims.subscriberId, claims.listId, String(claims.issuedAt), String(claims.expiresAt)];
+    return this.sign(fields.join('.'));
+  }
+
+  /** `now` in milliseconds, from the injected clock. */
+  verifyConfirm(token: string, now: number): TokenCheck {
+    const payload = this.verify(token);
+    if (payload === undefined) return { ok: false, reason: 'invalid' };
+    const [purpose, subscriberId, listId, issued, expiry, ...rest] = payload.split('.');
+    if (purpose !== PURPOSE_CODE.confirm || rest.length > 0 || !subscriberId || !UUID.test(subscriberId)
+      || !listId || !ID.test(listId) || !issued || !TIME.test(issued) || !expiry || !TIME.test(expiry)) {
+      return { ok: false, reason: 'invalid' };
+    }
+    const claims: ConfirmClaims = {
+      purpose: 'confirm', subscriberId, listId, issuedAt: Number(issued), expiresAt: Number(expiry),
+    };
+    if (claims.expiresAt <= now) return { ok: false, reason: 'expired', claims };
+    return { ok: true, claims };
+  }
+
+  private sign(payload: string): string {
+    const encoded = Buffer.from(payload, 'utf8').toString('base64url');
+    return `${encoded}.${mac(this.secrets[0]!, encoded).toString('base64url')}`;
+  }
+
+  /** The payload if some secret made this MAC, compared in constant time; else undefined. */
+  private verify(token: string): string | undefined {
+    if (token.length > 512) return undefined;
+    const match = /^([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]{43})$/.exec(token);
+    if (!match) return undefined;
+    const [, encoded, signature] = match as unknown as [string, string, string];
+    const given = Buffer.from(signature, 'base64url');
+    // base64url has spare bits in its last character: insist on the one canonical spelling,
+    // so that every altered token is refused, not just most.
+    if (given.length !== 32 || given.toString('base64url') !== signature) return undefined;
+    const valid = this.secrets.some((secret) => timingSafeEqual(mac(secret, encoded), given));
+    return valid ? Buffer.from(encoded, 'base64url').toString('utf8') : undefined;
+  }
+}

@@ -1,0 +1,124 @@
+// Table types for Kysely, written to match migrations/. `Generated` marks columns the
+// database fills in.
+import type { ColumnType, Generated, Insertable, Selectable } from 'kysely';
+
+type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
+type Json<T> = ColumnType<T, string, string>;
+
+export type SubscriptionStatus = 'pending' | 'confirmed' | 'unsubscribed' | 'bounced' | 'complained';
+export type ConsentEventKind = 'requested' | 'confirmed' | 'withdrawn' | 'erased';
+export type AffinityLevel = 'confirmed' | 'known' | 'engaged';
+
+export interface ListsTable {
+  id: Generated<string>;
+  slug: string;
+  name: string;
+  fields: ColumnType<string[], string[] | undefined, string[]>;
+  created_at: Generated<Date>;
+  updated_at: Generated<Date>;
+}
+
+export interface ListConsentVersionsTable {
+  list_id: string;
+  version: number;
+  text: string;
+  created_at: Generated<Date>;
+}
+
+export interface SubscribersTable {
+  id: Generated<string>;
+  email: string | null;
+  first_name: string | null;
+  last_name: string | null;
+  attributes: ColumnType<Record<string, unknown>, string | undefined, string>;
+  locale: string;
+  created_at: Generated<Date>;
+  updated_at: Generated<Date>;
+  erased_at: Date | null;
+}
+
+export interface SubscriptionsTable {
+  subscriber_id: string;
+  list_id: string;
+  status: SubscriptionStatus;
+  pending_since: Date | null;
+  pending_fields: ColumnType<Record<string, string> | null, string | null, string | null>;
+  pending_consent_version: number | null;
+  consent_version: number | null;
+  requested_at: Date | null;
+  confirmed_at: Date | null;
+  unsubscribed_at: Date | null;
+  last_confirmation_mail_at: Date | null;
+  created_at: Generated<Date>;
+  updated_at: Generated<Date>;
+}
+
+export interface ConsentEventsTable {
+  id: Generated<string>;
+  subscriber_id: string;
+  list_id: string | null;
+  kind: ConsentEventKind;
+  occurred_at: Date;
+  evidence_hash: Buffer;
+  prev_hash: Buffer | null;
+  hash: Buffer;
+}
+
+export interface ConsentEvidenceTable {
+  event_id: string;
+  evidence: Json<Record<string, unknown>>;
+}
+
+export interface AffinityEventsTable {
+  id: Generated<string>;
+  subscriber_id: string;
+  level: AffinityLevel;
+  reason: string;
+  recorded_by: string | null;
+  occurred_at: Generated<Date>;
+}
+
+export interface SuppressionsTable {
+  address_hash: Buffer;
+  reason: string;
+  created_at: Generated<Date>;
+}
+
+export interface OutboxTable {
+  id: Generated<string>;
+  kind: string;
+  subscriber_id: string | null;
+  recipient: string | null;
+  message_id: string;
+  subject: string | null;
+  html: string | null;
+  text: string | null;
+  status: Generated<'queued' | 'sent' | 'failed'>;
+  attempts: Generated<number>;
+  run_at: Generated<Date>;
+  locked_by: string | null;
+  locked_until: Date | null;
+  last_error: string | null;
+  smtp_response: string | null;
+  created_at: Timestamp;
+  sent_at: Date | null;
+}
+
+export interface DB {
+  lists: ListsTable;
+  list_consent_versions: ListConsentVersionsTable;
+  subscribers: SubscribersTable;
+  subscriptions: SubscriptionsTable;
+  consent_events: ConsentEventsTable;
+  consent_evidence: ConsentEvidenceTable;
+  affinity_events: AffinityEventsTable;
+  suppressions: SuppressionsTable;
+  outbox: OutboxTable;
+}
+
+export type List = Selectable<ListsTable>;
+export type Subscriber = Selectable<SubscribersTable>;
+export type Subscription = Selectable<SubscriptionsTable>;
+export type ConsentEvent = Selectable<ConsentEventsTable>;
+export type OutboxMail = Selectable<OutboxTable>;
+export type NewOutboxMail = Insertable<OutboxTable>;

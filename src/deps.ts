@@ -1,0 +1,23 @@
+// What the composition root (main.ts) builds once and passes down. Functions take the part
+// they use: `Pick<Deps, 'db' | 'clock'>`.
+import type { Logger } from 'pino';
+import type { Config } from './config.js';
+import type { TokenSigner } from './consent/tokens.js';
+import type { Database } from './db/database.js';
+import type { MailTemplates } from './mail/templates.js';
+import type { Metrics } from './metrics.js';
+
+/** Milliseconds since the epoch; tests move it. */
+export type Clock = () => number;
+
+export interface Deps {
+  db: Database;
+  clock: Clock;
+  config: Config;
+  log: Logger;
+  signer: TokenSigner;
+  mailTemplates: MailTemplates;
+  metrics: Metrics;
+  /** Tells the in-process outbox worker that a mail is waiting, so it need not wait for its poll. */
+  wakeOutbox: () => void;
+}

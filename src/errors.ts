@@ -1,0 +1,24 @@
+// The domain's errors: a closed set of codes. http/errors.ts maps each to a status in one
+// table, so a new code without a status does not compile.
+export type ErrorCode =
+  | 'invalid_input'
+  | 'list_not_found'
+  | 'list_required'
+  | 'list_exists'
+  | 'unauthorized'
+  | 'rate_limited'
+  | 'payload_too_large'
+  | 'unsupported_media_type'
+  | 'unavailable';
+
+export class DomainError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    /** Field name -> what is wrong with it, for invalid_input. */
+    readonly fields?: Record<string, string>,
+  ) {
+    super(message);
+    this.name = 'DomainError';
+  }
+}

@@ -1,0 +1,74 @@
+// The HTTP application: one sub-app per audience, one error handler.
+import { Hono } from 'hono';
+import { HTTPException } from 'hono/http-exception';
+import { routePath } from 'hono/route';
+import type { Deps } from '../deps.js';
+import { DomainError, type ErrorCode } from '../errors.js';
+import { loadCatalogues } from '../i18n.js';
+import { apiApp } from './api.js';
+import { type ErrorBody, STATUS } from './errors.js';
+import { opsApp } from './ops.js';
+import { Pages } from './pages.js';
+import { type PublicEnv, publicApp } from './public.js';
+
+const PAGE_TITLES: Partial<Record<ErrorCode, [title: string, body?: string]>> = {
+  list_not_found: ['page.error.not_found.title', 'page.error.list_not_found'],
+  rate_limited: ['page.error.rate_limited.title', 'page.error.rate_limited.body'],
+  payload_too_large: ['page.error.too_large.title', 'page.error.too_large.body'],
+  unavailable: ['page.error.unavailable.title', 'page.error.unavailable.body'],
+};
+
+/** pg errors that mean "the database is not there right now", not "we have a bug". */
+function isDatabaseUnavailable(error: unknown): boolean {
+  const e = error as { code?: string; message?: string };
+  return ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', '57P01', '57P02', '57P03', '53300'].includes(e.code ?? '')
+    || /timeout exceeded when trying to connect|Connection terminated/i.test(e.message ?? '');
+}
+
+function toDomainError(error: unknown): DomainError | undefined {
+  if (error instanceof DomainError) return error;
+  if (error instanceof HTTPException && error.status === 400) return new DomainError('invalid_input', error.message || 'the request is not valid');
+  if (error instanceof HTTPException && error.status === 413) return new DomainError('payload_too_large', 'the body is too large');
+  if (isDatabaseUnavailable(error)) return new DomainError('unavailable', 'the database is not reachable; try again shortly');
+  return undefined;
+}
+
+export function createApp(deps: Deps): Hono<PublicEnv> {
+  const catalogues = loadCatalogues();
+  const pages = new Pages(catalogues);
+  const app = new Hono<PublicEnv>();
+
+  app.use('*', async (c, next) => {
+    const started = performance.now();
+    await next();
+    deps.metrics.httpDuration.observe(
+      { method: c.req.method, route: routePath(c), status: String(c.res.status) },
+      (performance.now() - started) / 1000,
+    );
+  });
+
+  app.route('/', opsApp(deps));
+  app.route('/api', apiApp(deps));
+  app.route('/', publicApp(deps, pages));
+
+  app.notFound((c) => c.json({ error: { code: 'not_found', message: 'no such resource' } }, 404));
+
+  app.onError((error, c) => {
+    const domain = toDomainError(error);
+    if (!domain) {
+      deps.log.error({ err: error, method: c.req.method, route: routePath(c) }, 'unhandled error');
+      return c.json({ error: { code: 'internal', message: 'something went wrong on our side' } }, 500);
+    }
+    const status = STATUS[domain.code];
+    if (domain.code === 'unavailable') c.header('Retry-After', '5');
+    const isForm = c.req.path === '/subscribe' && !c.get('wantsJson');
+    if (!isForm) {
+      const body: ErrorBody = { error: { code: domain.code, message: domain.message, ...(domain.fields && { fields: domain.fields }) } };
+      return c.json(body, status);
+    }
+    const [titleKey, bodyKey] = PAGE_TITLES[domain.code] ?? ['page.error.title'];
+    const fields = Object.keys(domain.fields ?? {}).map((field) => `field.${field}`);
+    return c.html(pages.render('error', c.get('locale') ?? 'en', { title_key: titleKey, body_key: bodyKey, fields }), status);
+  });
+  return app;
+}

@@ -1,0 +1,19 @@
+// The one mapping from domain error codes to HTTP. A code without a status does not compile.
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import type { ErrorCode } from '../errors.js';
+
+export const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
+  invalid_input: 400,
+  list_required: 400,
+  unauthorized: 401,
+  list_not_found: 404,
+  list_exists: 409,
+  payload_too_large: 413,
+  unsupported_media_type: 415,
+  rate_limited: 429,
+  unavailable: 503,
+};
+
+export interface ErrorBody {
+  error: { code: ErrorCode; message: string; fields?: Record<string, string> };
+}

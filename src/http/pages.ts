@@ -1,0 +1,30 @@
+// HTML pages: Liquid templates under templates/pages, every output escaped by default, text
+// from the locale's catalogue through the `t` filter: {{ 'page.confirm.body' | t: 'list', list.name }}.
+import { Liquid } from 'liquidjs';
+import { type Catalogues, type Locale, TEMPLATES_DIR } from '../i18n.js';
+import { formatMessage } from '../mail/text.js';
+
+export type PageName = 'inbox' | 'confirm' | 'confirmed' | 'token_error' | 'error';
+
+export class Pages {
+  private readonly liquid: Liquid;
+
+  constructor(catalogues: Catalogues, dir = `${TEMPLATES_DIR}pages/`) {
+    this.liquid = new Liquid({
+      root: dir, extname: '.liquid', cache: true, outputEscape: 'escape', strictFilters: true,
+    });
+    this.liquid.registerFilter('t', {
+      raw: true,
+      handler(key: string, ...pairs: unknown[]) {
+        const locale = this.context.getSync(['locale']) as Locale;
+        const values: Record<string, string> = {};
+        for (let i = 0; i + 1 < pairs.length; i += 2) values[String(pairs[i])] = String(pairs[i + 1] ?? '');
+        return formatMessage(catalogues[locale]?.[key] ?? catalogues.en[key] ?? key, values);
+      },
+    });
+  }
+
+  render(name: PageName, locale: Locale, data: Record<string, unknown> = {}): string {
+    return this.liquid.renderFileSync(name, { ...data, locale }) as string;
+  }
+}

@@ -1,0 +1,170 @@
+// What landing pages and recipients reach: the signup endpoint, confirm links and pages.
+import { readFileSync } from 'node:fs';
+import { Hono, type Context } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { cors } from 'hono/cors';
+import { z } from 'zod';
+import { cleanName, normaliseEmail } from '../consent/address.js';
+import { type ConfirmLinkState, confirmSubscription, inspectConfirmLink } from '../consent/confirm.js';
+import { listAllLists } from '../consent/store.js';
+import { signup } from '../consent/signup.js';
+import type { Deps } from '../deps.js';
+import { DomainError } from '../errors.js';
+import { chooseLocale, type Locale, localeFromAcceptLanguage, matchLocale, TEMPLATES_DIR } from '../i18n.js';
+import { requestContext, clientIp } from './client.js';
+import type { Pages } from './pages.js';
+import { RateLimiter } from './rate-limit.js';
+
+export type PublicEnv = { Variables: { locale: Locale; wantsJson: boolean } };
+
+const MAX_BODY_BYTES = 16 * 1024;
+const STYLESHEET = readFileSync(`${TEMPLATES_DIR}assets/style.css`, 'utf8');
+
+const text = (max: number) => z.string().max(max, `at most ${max} characters`);
+const subscribeSchema = z.object({
+  email: text(320),
+  list: text(100).optional(),
+  first_name: text(200).optional(),
+  last_name: text(200).optional(),
+  locale: text(35).optional(),
+  redirect: text(2000).optional(),
+  website: z.unknown().optional(),
+});
+type SubscribeBody = z.infer<typeof subscribeSchema>;
+
+function invalid(fields: Record<string, string>): DomainError {
+  return new DomainError('invalid_input', 'some fields are not valid', fields);
+}
+
+/** The body as a plain object, whichever of the three encodings it came in. */
+async function readBody(c: Context): Promise<Record<string, unknown>> {
+  const type = c.req.header('content-type')?.split(';')[0]?.trim().toLowerCase() ?? '';
+  if (type === 'application/json') {
+    const body: unknown = await c.req.json().catch(() => { throw invalid({ body: 'not valid JSON' }); });
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) throw invalid({ body: 'expected a JSON object' });
+    return body as Record<string, unknown>;
+  }
+  if (type === 'application/x-www-form-urlencoded' || type === 'multipart/form-data') {
+    const form = await c.req.parseBody({ all: false }).catch(() => { throw invalid({ body: 'the form could not be read' }); });
+    return form as Record<string, unknown>;
+  }
+  throw new DomainError('unsupported_media_type', 'send application/x-www-form-urlencoded, multipart/form-data or application/json');
+}
+
+function parseSubscribe(body: Record<string, unknown>): SubscribeBody {
+  const parsed = subscribeSchema.safeParse(body);
+  if (!parsed.success) {
+    const fields: Record<string, string> = {};
+    for (const issue of parsed.error.issues) fields[String(issue.path[0] ?? 'body')] ??= issue.code === 'invalid_type' ? 'must be text' : issue.message;
+    throw invalid(fields);
+  }
+  return parsed.data;
+}
+
+function checkRedirect(redirect: string | undefined, allowedHosts: readonly string[]): string | undefined {
+  if (redirect === undefined || redirect === '') return undefined;
+  let url: URL;
+  try { url = new URL(redirect); } catch { throw invalid({ redirect: 'not a URL' }); }
+  if (!['http:', 'https:'].includes(url.protocol) || url.username || url.password || !allowedHosts.includes(url.hostname.toLowerCase())) {
+    throw invalid({ redirect: 'not on an allowed host (REDIRECT_HOSTS)' });
+  }
+  return url.href;
+}
+
+export function publicApp(deps: Deps, pages: Pages): Hono<PublicEnv> {
+  const app = new Hono<PublicEnv>();
+  const limiter = deps.config.subscribeRateLimit && new RateLimiter(deps.config.subscribeRateLimit, deps.clock);
+  const pageLocale = (c: Context, preferred?: string | null) =>
+    chooseLocale(matchLocale(preferred), localeFromAcceptLanguage(c.req.header('accept-language')));
+
+  app.use('*', async (c, next) => {
+    c.set('locale', pageLocale(c));
+    c.set('wantsJson', false);
+    await next();
+  });
+
+  app.get('/assets/style.css', (c) => c.body(STYLESHEET, 200, {
+    'content-type': 'text/css; charset=utf-8', 'cache-control': 'public, max-age=86400',
+  }));
+
+  // Any origin may post: the form lives on the marketing team's sites, and what it can do
+  // (ask for one confirmation mail, throttled) is what a plain HTML form can do anyway.
+  app.use('/subscribe', cors({ origin: '*', allowMethods: ['POST'], allowHeaders: ['Content-Type', 'Accept'], maxAge: 86400 }));
+  app.post(
+    '/subscribe',
+    async (c, next) => {
+      const type = c.req.header('content-type') ?? '';
+      c.set('wantsJson', type.includes('application/json') || (c.req.header('accept') ?? '').includes('application/json'));
+      if (limiter) {
+        const wait = limiter.take(clientIp(c, deps.config.trustProxy) ?? 'unknown');
+        if (wait > 0) {
+          c.header('Retry-After', String(wait));
+          throw new DomainError('rate_limited', 'too many signups from this address; try again later');
+        }
+      }
+      await next();
+    },
+    bodyLimit({ maxSize: MAX_BODY_BYTES, onError: () => { throw new DomainError('payload_too_large', `the body may be at most ${MAX_BODY_BYTES} bytes`); } }),
+    async (c) => {
+      const raw = await readBody(c);
+      const wantsJson = c.get('wantsJson');
+      const accepted = () => wantsJson ? c.json({ status: 'pending' }, 202) : undefined;
+      const locale = pageLocale(c, typeof raw.locale === 'string' ? raw.locale : undefined);
+      c.set('locale', locale);
+      // A person never sees the honeypot; whatever fills it is a bot: it is told it worked.
+      const honeypotFilled = raw.website !== undefined && raw.website !== '';
+      const body = honeypotFilled ? undefined : parseSubscribe(raw);
+      const redirect = body ? checkRedirect(body.redirect, deps.config.redirectHosts) : undefined;
+      if (body) {
+        const email = normaliseEmail(body.email);
+        if (!email) throw invalid({ email: 'not a valid email address' });
+        const outcome = await signup(deps, {
+          email,
+          listSlug: body.list?.trim() || undefined,
+          firstName: cleanName(body.first_name)?.slice(0, 100) ?? null,
+          lastName: cleanName(body.last_name)?.slice(0, 100) ?? null,
+          locale,
+        }, requestContext(c, deps.config.trustProxy));
+        deps.metrics.signups.inc({ outcome });
+        if (outcome === 'mailed') deps.wakeOutbox();
+      } else {
+        deps.metrics.signups.inc({ outcome: 'honeypot' });
+      }
+      return accepted() ?? c.redirect(redirect ?? `/subscribe/check-inbox?locale=${locale}`, 303);
+    },
+  );
+
+  app.get('/subscribe/check-inbox', (c) => c.html(pages.render('inbox', pageLocale(c, c.req.query('locale')))));
+
+  // Links with a token must not leak it to other sites through the Referer header.
+  app.use('/confirm/*', async (c, next) => {
+    await next();
+    c.header('Referrer-Policy', 'no-referrer');
+    c.header('Cache-Control', 'no-store');
+  });
+
+  const renderLinkState = async (c: Context, state: ConfirmLinkState) => {
+    const locale = pageLocale(c, 'locale' in state ? state.locale : undefined);
+    switch (state.kind) {
+      case 'ready':
+        return c.html(pages.render('confirm', locale, { list_name: state.list.name, consent_text: state.consentText }));
+      case 'confirmed':
+      case 'already_confirmed':
+        return c.html(pages.render('confirmed', locale, { list_name: state.list.name, already: state.kind === 'already_confirmed' }));
+      default: {
+        const list = 'list' in state ? state.list : undefined;
+        const lists = list ? [] : await listAllLists(deps.db);
+        const status = state.kind === 'invalid' ? 400 : state.kind === 'unknown' ? 404 : 410;
+        return c.html(pages.render('token_error', locale, {
+          reason: state.kind, list_slug: list?.slug, lists: lists.map(({ slug, name }) => ({ slug, name })),
+        }), status);
+      }
+    }
+  };
+
+  app.get('/confirm/:token', async (c) => renderLinkState(c, await inspectConfirmLink(deps, c.req.param('token'))));
+  app.post('/confirm/:token', async (c) =>
+    renderLinkState(c, await confirmSubscription(deps, c.req.param('token'), requestContext(c, deps.config.trustProxy))));
+
+  return app;
+}

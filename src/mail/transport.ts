@@ -1,0 +1,90 @@
+// Where mail goes: a pooled SMTP relay (SMTP_URL), or in development a folder of .eml files.
+import { randomUUID } from 'node:crypto';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import nodemailer from 'nodemailer';
+import type { DkimConfig } from '../config.js';
+
+export interface OutgoingMail {
+  from: string;
+  to: string;
+  subject: string;
+  html: string;
+  text: string;
+  messageId: string;
+  headers?: Record<string, string>;
+}
+
+export interface MailSender {
+  /** Resolves with the relay's answer; rejects with a SendError. */
+  send(mail: OutgoingMail): Promise<string>;
+  close(): void;
+}
+
+/** A failed send: `permanent` for a 5xx answer (retrying cannot help), else temporary. */
+export class SendError extends Error {
+  constructor(message: string, readonly permanent: boolean) {
+    super(message);
+    this.name = 'SendError';
+  }
+}
+
+interface NodemailerError extends Error {
+  responseCode?: number;
+  response?: string;
+  code?: string;
+}
+
+function toSendError(error: unknown): SendError {
+  const e = error as NodemailerError;
+  const permanent = typeof e.responseCode === 'number' && e.responseCode >= 500 && e.responseCode < 600;
+  return new SendError((e.response ?? e.message ?? String(error)).slice(0, 1000), permanent);
+}
+
+export function smtpSender(smtpUrl: string, options: { dkim?: DkimConfig | undefined; maxConnections?: number }): MailSender {
+  const url = new URL(smtpUrl);
+  const transport = nodemailer.createTransport({
+    host: url.hostname,
+    port: Number(url.port) || (url.protocol === 'smtps:' ? 465 : 587),
+    secure: url.protocol === 'smtps:',
+    auth: url.username ? { user: decodeURIComponent(url.username), pass: decodeURIComponent(url.password) } : undefined,
+    pool: true,
+    maxConnections: options.maxConnections ?? 5,
+    maxMessages: 1000,
+    connectionTimeout: 10_000,
+    greetingTimeout: 10_000,
+    socketTimeout: 30_000,
+    // A relay on localhost or inside a private network often has a self-signed certificate;
+    // STARTTLS is still used when offered. smtps:// verifies as usual.
+    tls: { rejectUnauthorized: url.protocol === 'smtps:' },
+    dkim: options.dkim,
+  });
+  return {
+    async send(mail) {
+      try {
+        const info = await transport.sendMail(mail);
+        return String(info.response ?? '');
+      } catch (error) {
+        throw toSendError(error);
+      }
+    },
+    close: () => transport.close(),
+  };
+}
+
+/** Development: each mail as an .eml file, written whole then renamed so no reader sees half. */
+export function folderSender(dir: string, options: { dkim?: DkimConfig | undefined } = {}): MailSender {
+  const transport = nodemailer.createTransport({ streamTransport: true, buffer: true, newline: 'unix', dkim: options.dkim });
+  return {
+    async send(mail) {
+      const info = await transport.sendMail(mail);
+      await mkdir(dir, { recursive: true });
+      const name = `${new Date().toISOString().replace(/[:.]/g, '-')}-${randomUUID().slice(0, 8)}.eml`;
+      const temporary = path.join(dir, `.${name}.tmp`);
+      await writeFile(temporary, info.message as Buffer);
+      await rename(temporary, path.join(dir, name));
+      return `written ${name}`;
+    },
+    close: () => transport.close(),
+  };
+}

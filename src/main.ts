@@ -1,0 +1,152 @@
+// The composition root: config -> database -> app + workers -> listen. Everything below
+// takes what it needs as arguments; nothing reaches for a global.
+import { serve } from '@hono/node-server';
+import type { ServerType } from '@hono/node-server';
+import path from 'node:path';
+import { pino, type Logger } from 'pino';
+import { type Config, parseConfig } from './config.js';
+import { TokenSigner } from './consent/tokens.js';
+import { createDatabase, type Database } from './db/database.js';
+import { startEmbeddedDatabase } from './db/embedded.js';
+import { migrateToLatest } from './db/migrate.js';
+import type { Deps } from './deps.js';
+import { createApp } from './http/app.js';
+import { loadCatalogues } from './i18n.js';
+import { MailTemplates } from './mail/templates.js';
+import { folderSender, type MailSender, smtpSender } from './mail/transport.js';
+import { createMetrics } from './metrics.js';
+import { loadOrCreateDevSecret } from './secrets.js';
+import { OutboxWorker } from './workers/outbox.js';
+
+export type Role = 'serve' | 'worker';
+
+/** Reads the environment or exits with one line per problem. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const result = parseConfig(env);
+  if (!result.ok) {
+    for (const problem of result.problems) process.stderr.write(`assent: ${problem}\n`);
+    process.exit(2);
+  }
+  const { config } = result;
+  return config.tokenSecrets ? config : { ...config, tokenSecrets: [loadOrCreateDevSecret(config.dataDir)] };
+}
+
+export function createLogger(config: Config): Logger {
+  return pino({ level: config.logLevel, base: { service: 'assent' } });
+}
+
+export interface OpenDatabase {
+  db: Database;
+  close(): Promise<void>;
+}
+
+/** The configured server, or an embedded PostgreSQL under DATA_DIR; migrated either way. */
+export async function openDatabase(config: Config, log: Logger): Promise<OpenDatabase> {
+  const embedded = config.databaseUrl ? undefined : await startEmbeddedDatabase(config.dataDir, { log: (line) => log.info(line) });
+  if (embedded) log.info({ data_dir: path.resolve(config.dataDir) }, 'embedded PostgreSQL started');
+  const db = createDatabase(config.databaseUrl ?? embedded!.url);
+  try {
+    const applied = await migrateToLatest(db);
+    if (applied.length > 0) log.info({ migrations: applied }, 'migrations applied');
+  } catch (error) {
+    await db.destroy();
+    await embedded?.stop();
+    throw error;
+  }
+  return {
+    db,
+    async close() {
+      await db.destroy();
+      await embedded?.stop();
+    },
+  };
+}
+
+export function createSender(config: Config): MailSender {
+  return config.smtpUrl
+    ? smtpSender(config.smtpUrl, { dkim: config.dkim })
+    : folderSender(path.join(config.dataDir, 'outbox'), { dkim: config.dkim });
+}
+
+export async function buildDeps(config: Config, log: Logger, db: Database, wakeOutbox: () => void = () => undefined): Promise<Deps> {
+  return {
+    db,
+    config,
+    log,
+    clock: () => Date.now(),
+    signer: new TokenSigner(config.tokenSecrets!),
+    mailTemplates: await MailTemplates.load(loadCatalogues()),
+    metrics: createMetrics(),
+    wakeOutbox,
+  };
+}
+
+export interface Service {
+  deps: Deps;
+  server: ServerType | undefined;
+  worker: OutboxWorker | undefined;
+  stop(): Promise<void>;
+}
+
+export async function startService(config: Config, roles: readonly Role[], log = createLogger(config)): Promise<Service> {
+  const database = await openDatabase(config, log);
+  let worker: OutboxWorker | undefined;
+  const deps = await buildDeps(config, log, database.db, () => worker?.wake());
+  const sender = roles.includes('worker') ? createSender(config) : undefined;
+  if (sender) {
+    worker = new OutboxWorker({ ...deps, sender });
+    worker.start();
+    log.info({ worker: worker.id, transport: config.smtpUrl ? 'smtp' : path.join(config.dataDir, 'outbox') }, 'outbox worker started');
+  }
+  let server: ServerType | undefined;
+  if (roles.includes('serve')) {
+    const app = createApp(deps);
+    await new Promise<void>((resolve, reject) => {
+      server = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, () => resolve());
+      server.once('error', reject);
+    }).catch(async (error: unknown) => {
+      await worker?.stop();
+      await database.close();
+      throw error;
+    });
+    log.info({ url: `http://${config.host}:${config.port}`, public_url: config.publicUrl }, 'listening');
+  }
+  return {
+    deps,
+    server,
+    worker,
+    async stop() {
+      await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+      await worker?.stop();
+      sender?.close();
+      await database.close();
+    },
+  };
+}
+
+export async function main(roles: readonly Role[]): Promise<void> {
+  const config = loadConfig();
+  const log = createLogger(config);
+  let service: Service;
+  try {
+    service = await startService(config, roles, log);
+  } catch (error) {
+    log.fatal({ err: error }, 'could not start');
+    process.exit(1);
+  }
+  let stopping = false;
+  const shutdown = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down');
+    const deadline = setTimeout(() => { log.error('shutdown took longer than 10 s; exiting'); process.exit(1); }, 10_000);
+    deadline.unref();
+    service.stop().then(() => process.exit(0), (error) => { log.error({ err: error }, 'shutdown failed'); process.exit(1); });
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+}
+
+if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('/src/main.ts')) {
+  await main(['serve', 'worker']);
+}

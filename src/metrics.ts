@@ -1,0 +1,28 @@
+// Prometheus metrics, in a registry of their own per process (no global default registry,
+// so tests can build as many apps as they like).
+import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export function createMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  return {
+    registry,
+    httpDuration: new Histogram({
+      name: 'assent_http_request_duration_seconds',
+      help: 'HTTP request duration by route and status',
+      labelNames: ['method', 'route', 'status'] as const,
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: [registry],
+    }),
+    signups: new Counter({ name: 'assent_signups_total', help: 'Signups accepted, by outcome', labelNames: ['outcome'] as const, registers: [registry] }),
+    confirmations: new Counter({ name: 'assent_confirmations_total', help: 'Subscriptions confirmed', registers: [registry] }),
+    mailsSent: new Counter({ name: 'assent_mails_sent_total', help: 'Mails accepted by the relay, by kind', labelNames: ['kind'] as const, registers: [registry] }),
+    mailsFailed: new Counter({ name: 'assent_mails_failed_total', help: 'Mail attempts that failed, by kind and whether permanent', labelNames: ['kind', 'permanent'] as const, registers: [registry] }),
+    sendLatency: new Histogram({
+      name: 'assent_mail_send_seconds', help: 'Time to hand one mail to the relay', labelNames: ['kind'] as const,
+      buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: [registry],
+    }),
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;

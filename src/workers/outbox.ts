@@ -1,0 +1,127 @@
+// Sends the transactional outbox: claims a batch, hands each mail to the relay, records the
+// answer. Temporary failures (no connection, 4xx) come back later with backoff; a 5xx is
+// final. A row is never deleted, so nothing accepted is lost.
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import type { Deps } from '../deps.js';
+import { type MailSender, SendError } from '../mail/transport.js';
+import * as store from './store.js';
+
+export interface OutboxWorkerOptions {
+  batchSize: number;
+  leaseMs: number;
+  pollMs: number;
+  retryBaseMs: number;
+  retryMaxMs: number;
+  /** After this many temporary failures the mail is marked failed. */
+  maxAttempts: number;
+}
+
+export const DEFAULT_OUTBOX_OPTIONS: OutboxWorkerOptions = {
+  batchSize: 50,
+  leaseMs: 5 * 60_000,
+  pollMs: 1_000,
+  retryBaseMs: 10_000,
+  retryMaxMs: 30 * 60_000,
+  // With the cap above, about three days of retrying: past the confirm link's 7-day life
+  // a confirmation would be useless, and a relay down for days needs a person anyway.
+  maxAttempts: 160,
+};
+
+type WorkerDeps = Pick<Deps, 'db' | 'log' | 'metrics' | 'config'> & { sender: MailSender };
+
+export class OutboxWorker {
+  readonly id = `${hostname()}:${process.pid}:outbox:${randomUUID().slice(0, 8)}`;
+  private readonly options: OutboxWorkerOptions;
+  private running = false;
+  private loop: Promise<void> | undefined;
+  private wakeUp: (() => void) | undefined;
+  private wakeRequested = false;
+
+  constructor(private readonly deps: WorkerDeps, options: Partial<OutboxWorkerOptions> = {}) {
+    this.options = { ...DEFAULT_OUTBOX_OPTIONS, ...options };
+  }
+
+  /** Claims and sends one batch; resolves with how many mails it handled. */
+  async runOnce(): Promise<number> {
+    const mails = await store.claimDueMails(this.deps.db, this.id, { limit: this.options.batchSize, leaseMs: this.options.leaseMs });
+    await Promise.all(mails.map((mail) => this.deliver(mail)));
+    return mails.length;
+  }
+
+  private async deliver(mail: store.ClaimedMail): Promise<void> {
+    const { db, sender, config, metrics, log } = this.deps;
+    if (!mail.recipient) {
+      await store.markMailFailed(db, this.id, mail.id, 'recipient erased before sending');
+      return;
+    }
+    const stopTimer = metrics.sendLatency.startTimer({ kind: mail.kind });
+    try {
+      const response = await sender.send({
+        from: config.mailFrom, to: mail.recipient, subject: mail.subject ?? '', html: mail.html ?? '', text: mail.text ?? '',
+        messageId: mail.message_id,
+      });
+      stopTimer();
+      metrics.mailsSent.inc({ kind: mail.kind });
+      if (!(await store.markMailSent(db, this.id, mail.id, response))) {
+        log.warn({ outbox_id: mail.id }, 'sent a mail whose claim had passed to another worker');
+      }
+    } catch (error) {
+      const failure = error instanceof SendError ? error : new SendError(String(error), false);
+      metrics.mailsFailed.inc({ kind: mail.kind, permanent: String(failure.permanent) });
+      const final = failure.permanent || mail.attempts >= this.options.maxAttempts;
+      log.warn({ outbox_id: mail.id, attempts: mail.attempts, final, error: failure.message }, 'mail not sent');
+      if (final) await store.markMailFailed(db, this.id, mail.id, failure.message);
+      else await store.scheduleMailRetry(db, this.id, mail.id, failure.message, { baseMs: this.options.retryBaseMs, maxMs: this.options.retryMaxMs });
+    }
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.loop = this.run();
+  }
+
+  /** A mail was just queued: look now rather than at the next poll. */
+  wake(): void {
+    this.wakeRequested = true;
+    this.wakeUp?.();
+  }
+
+  /** Takes no more claims and waits for the batch in hand. */
+  async stop(): Promise<void> {
+    this.running = false;
+    this.wakeUp?.();
+    await this.loop;
+  }
+
+  private async run(): Promise<void> {
+    while (this.running) {
+      let handled = 0;
+      try {
+        handled = await this.runOnce();
+      } catch (error) {
+        this.deps.log.error({ err: error }, 'outbox claim failed; retrying');
+      }
+      if (handled < this.options.batchSize && this.running) await this.idle();
+    }
+  }
+
+  private idle(): Promise<void> {
+    if (this.wakeRequested) {
+      this.wakeRequested = false;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, this.options.pollMs);
+      const self = this;
+      function done() {
+        clearTimeout(timer);
+        self.wakeUp = undefined;
+        self.wakeRequested = false;
+        resolve();
+      }
+      this.wakeUp = done;
+    });
+  }
+}

@@ -1,0 +1,64 @@
+// The outbox worker's SQL: the queue pattern of graphile/worker. A claim takes due rows
+// nobody holds (or whose holder's lease ran out) with FOR UPDATE SKIP LOCKED, so any number
+// of workers share the queue without waiting on each other; later updates check that the
+// row is still ours (locked_by), so a worker whose lease was taken over cannot overwrite.
+import { sql } from 'kysely';
+import type { Database } from '../db/database.js';
+
+export interface ClaimedMail {
+  id: string;
+  kind: string;
+  recipient: string | null;
+  message_id: string;
+  subject: string | null;
+  html: string | null;
+  text: string | null;
+  attempts: number;
+}
+
+export async function claimDueMails(db: Database, workerId: string, options: { limit: number; leaseMs: number }): Promise<ClaimedMail[]> {
+  const { rows } = await sql<ClaimedMail>`
+    with due as (
+      select id from outbox
+      where status = 'queued' and run_at <= now() and (locked_until is null or locked_until < now())
+      order by run_at, id
+      limit ${options.limit}
+      for update skip locked
+    )
+    update outbox o
+    set locked_by = ${workerId}, locked_until = now() + ${options.leaseMs} * interval '1 millisecond', attempts = o.attempts + 1
+    from due where o.id = due.id
+    returning o.id, o.kind, o.recipient, o.message_id, o.subject, o.html, o.text, o.attempts
+  `.execute(db);
+  return rows;
+}
+
+export async function markMailSent(db: Database, workerId: string, id: string, response: string): Promise<boolean> {
+  const result = await db.updateTable('outbox')
+    .set({ status: 'sent', sent_at: sql`now()`, smtp_response: response.slice(0, 1000), last_error: null, locked_by: null, locked_until: null })
+    .where('id', '=', id).where('locked_by', '=', workerId)
+    .executeTakeFirst();
+  return result.numUpdatedRows > 0n;
+}
+
+/** Backoff in SQL, from the attempt count the row holds: base * 2^(attempts-1), capped. */
+export async function scheduleMailRetry(db: Database, workerId: string, id: string, error: string, backoff: { baseMs: number; maxMs: number }): Promise<boolean> {
+  const result = await db.updateTable('outbox')
+    .set({
+      run_at: sql`now() + least(${backoff.maxMs}::float8, ${backoff.baseMs}::float8 * power(2, attempts - 1)) * interval '1 millisecond'`,
+      last_error: error.slice(0, 1000),
+      locked_by: null,
+      locked_until: null,
+    })
+    .where('id', '=', id).where('locked_by', '=', workerId)
+    .executeTakeFirst();
+  return result.numUpdatedRows > 0n;
+}
+
+export async function markMailFailed(db: Database, workerId: string, id: string, error: string): Promise<boolean> {
+  const result = await db.updateTable('outbox')
+    .set({ status: 'failed', last_error: error.slice(0, 1000), locked_by: null, locked_until: null })
+    .where('id', '=', id).where('locked_by', '=', workerId)
+    .executeTakeFirst();
+  return result.numUpdatedRows > 0n;
+}

@@ -1,0 +1,55 @@
+import type { TestDatabase } from './db.js';
+import type { TestService } from './service.js';
+
+let nextIp = 1;
+/** A client address of its own per call, so the per-IP limit only bites where a test wants it. */
+export function freshIp(): string {
+  nextIp += 1;
+  return `198.51.100.${nextIp % 250}`;
+}
+
+export function postForm(service: TestService, fields: Record<string, string>, headers: Record<string, string> = {}) {
+  return service.app.request('/subscribe', {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-forwarded-for': freshIp(), ...headers },
+    body: new URLSearchParams(fields).toString(),
+  });
+}
+
+export function postJson(service: TestService, body: unknown, headers: Record<string, string> = {}) {
+  return service.app.request('/subscribe', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'x-forwarded-for': freshIp(), ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+}
+
+/** Everything a signup or confirmation could change, to show that a refused request changed nothing. */
+export async function snapshot(tdb: TestDatabase): Promise<unknown> {
+  const { rows } = await tdb.query(`
+    select (select coalesce(json_agg(s order by id), '[]') from subscribers s) as subscribers,
+           (select coalesce(json_agg(x order by subscriber_id, list_id), '[]') from subscriptions x) as subscriptions,
+           (select count(*) from consent_events) as events,
+           (select count(*) from consent_evidence) as evidence,
+           (select count(*) from affinity_events) as affinity,
+           (select count(*) from outbox) as outbox,
+           (select coalesce(json_agg(l order by id), '[]') from lists l) as lists`);
+  return rows[0];
+}
+
+export async function createList(service: TestService, slug = 'news', extra: Record<string, unknown> = {}) {
+  const response = await service.api('POST', '/api/v1/lists', {
+    slug, name: `The ${slug}`, consent_text: `Send me ${slug} by mail, about once a week.`, ...extra,
+  });
+  if (response.status !== 201) throw new Error(`list not created: ${response.status} ${await response.text()}`);
+  return response.json() as Promise<{ slug: string; consent_version: number }>;
+}
+
+/** The confirm link in a mail's text part. */
+export function confirmLink(text: string | undefined): string {
+  const match = /https:\/\/assent\.test\/confirm\/[A-Za-z0-9_.-]+/.exec(text ?? '');
+  if (!match) throw new Error(`no confirm link in: ${text}`);
+  return match[0];
+}
+
+export const pathOf = (url: string) => new URL(url).pathname;

@@ -1,0 +1,70 @@
+// The service as tests drive it: the real app over the real database and a real SMTP
+// peer; only the clock is fake, so tests can move time.
+import pino from 'pino';
+import { type Config, parseConfig } from '../../src/config.js';
+import type { Database } from '../../src/db/database.js';
+import type { Deps } from '../../src/deps.js';
+import { createApp } from '../../src/http/app.js';
+import { buildDeps } from '../../src/main.js';
+import { smtpSender } from '../../src/mail/transport.js';
+import { OutboxWorker, type OutboxWorkerOptions } from '../../src/workers/outbox.js';
+
+export const API_KEY = 'test-api-key-0123456789abcdef';
+export const TEST_SECRET = 'test-secret-0123456789abcdef0123456789abcdef';
+
+export class FakeClock {
+  constructor(public now = Date.parse('2026-01-15T10:00:00Z')) {}
+  readonly read = () => this.now;
+  advance(ms: number): void {
+    this.now += ms;
+  }
+}
+
+export function testConfig(env: Record<string, string> = {}): Config {
+  const result = parseConfig({
+    NODE_ENV: 'test',
+    PUBLIC_URL: 'https://assent.test',
+    TOKEN_SECRETS: TEST_SECRET,
+    ASSENT_API_KEY: API_KEY,
+    SUBSCRIBE_RATE_LIMIT: '0',
+    TRUST_PROXY: '1',
+    MAIL_FROM: 'News <news@assent.test>',
+    LOG_LEVEL: 'silent',
+    ...env,
+  });
+  if (!result.ok) throw new Error(result.problems.join('\n'));
+  return result.config;
+}
+
+export interface TestService {
+  deps: Deps;
+  clock: FakeClock;
+  app: ReturnType<typeof createApp>;
+  worker: OutboxWorker;
+  /** JSON request to the API with the test key. */
+  api(method: string, path: string, body?: unknown): Promise<Response>;
+  close(): void;
+}
+
+export async function createTestService(db: Database, options: {
+  smtpUrl?: string; env?: Record<string, string>; worker?: Partial<OutboxWorkerOptions>;
+} = {}): Promise<TestService> {
+  const config = testConfig({ ...(options.smtpUrl && { SMTP_URL: options.smtpUrl }), ...options.env });
+  const clock = new FakeClock();
+  const deps = { ...(await buildDeps(config, pino({ level: 'silent' }), db)), clock: clock.read };
+  const app = createApp(deps);
+  const sender = smtpSender(options.smtpUrl ?? 'smtp://127.0.0.1:9', { maxConnections: 2 });
+  const worker = new OutboxWorker({ ...deps, sender }, { retryBaseMs: 0, pollMs: 50, ...options.worker });
+  return {
+    deps,
+    clock,
+    app,
+    worker,
+    api: (method, path, body) => Promise.resolve(app.request(path, {
+      method,
+      headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' },
+      ...(body !== undefined && { body: JSON.stringify(body) }),
+    })),
+    close: () => sender.close(),
+  };
+}

@@ -1,0 +1,76 @@
+// A real SMTP peer in the test process (smtp-server), parsing what it receives with
+// mailparser. It can refuse: answer a chosen code, or stop listening altogether.
+import type { AddressInfo } from 'node:net';
+import { type ParsedMail, simpleParser } from 'mailparser';
+import { SMTPServer, type SMTPServerSession } from 'smtp-server';
+
+export interface ReceivedMail {
+  envelopeTo: string[];
+  raw: Buffer;
+  parsed: ParsedMail;
+}
+
+type Refusal = { code: number; message: string } | undefined;
+
+export class SmtpSink {
+  readonly received: ReceivedMail[] = [];
+  /** When set, every message is answered with this instead of 250. */
+  refuse: Refusal;
+  private server: SMTPServer | undefined;
+  private port = 0;
+
+  get url(): string {
+    return `smtp://127.0.0.1:${this.port}`;
+  }
+
+  async start(port = 0): Promise<this> {
+    this.server = new SMTPServer({
+      authOptional: true,
+      disabledCommands: ['STARTTLS'],
+      logger: false,
+      onData: (stream, session: SMTPServerSession, callback) => {
+        const chunks: Buffer[] = [];
+        stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+        stream.on('end', () => {
+          if (this.refuse) {
+            const error = Object.assign(new Error(this.refuse.message), { responseCode: this.refuse.code });
+            callback(error);
+            return;
+          }
+          const raw = Buffer.concat(chunks);
+          simpleParser(raw).then((parsed) => {
+            this.received.push({ envelopeTo: session.envelope.rcptTo.map((r) => r.address), raw, parsed });
+            callback();
+          }, callback);
+        });
+      },
+    });
+    await new Promise<void>((resolve, reject) => {
+      this.server!.once('error', reject);
+      this.server!.listen(port, '127.0.0.1', () => resolve());
+    });
+    this.port = (this.server.server.address() as AddressInfo).port;
+    return this;
+  }
+
+  /** Stops listening (connections are then refused); start(samePort) brings it back. */
+  async stop(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  async restart(): Promise<void> {
+    await this.start(this.port);
+  }
+
+  /** Waits until `count` mails have arrived, or fails after the deadline. */
+  async waitFor(count: number, timeoutMs = 10_000): Promise<ReceivedMail[]> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.received.length < count) {
+      if (Date.now() > deadline) throw new Error(`expected ${count} mails, got ${this.received.length}`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    return this.received;
+  }
+}
