@@ -97,7 +97,7 @@ describe('no enumeration', () => {
     await tdb.query(`update subscriptions set status = 'confirmed' where subscriber_id = (select id from subscribers where email = 'confirmed@example.org')`);
     await tdb.query(`update subscriptions set status = 'unsubscribed' where subscriber_id = (select id from subscribers where email = 'left@example.org')`);
 
-    const answers = [];
+    const answers: { post: string; status: number; headers: Record<string, string>; body: string }[] = [];
     for (const email of ['brand-new@example.org', 'pending@example.org', 'confirmed@example.org', 'left@example.org']) {
       for (const post of [postJson, postForm]) {
         const response = await post(service, { email, list: 'news' });

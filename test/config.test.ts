@@ -1,0 +1,42 @@
+import { describe, expect, it } from 'vitest';
+import { parseConfig, parseRateLimit } from '../src/config.js';
+
+describe('configuration', () => {
+  it('has working defaults in development', () => {
+    const result = parseConfig({});
+    expect(result.ok).toBe(true);
+    if (!result.ok) return;
+    expect(result.config).toMatchObject({
+      port: 3000, host: '127.0.0.1', publicUrl: 'http://localhost:3000', dataDir: './.data',
+      mailFrom: 'assent <no-reply@localhost>', subscribeRateLimit: { count: 20, windowMs: 60_000 }, sendRate: 0, trustProxy: false,
+    });
+    expect(Object.isFrozen(result.config)).toBe(true);
+  });
+
+  it('refuses production without its four variables, one clear line each', () => {
+    const result = parseConfig({ NODE_ENV: 'production' });
+    expect(result).toEqual({ ok: false, problems: [
+      expect.stringMatching(/^DATABASE_URL is required/),
+      expect.stringMatching(/^SMTP_URL is required/),
+      expect.stringMatching(/^PUBLIC_URL is required/),
+      expect.stringMatching(/^TOKEN_SECRETS is required/),
+    ] });
+    const http = parseConfig({ NODE_ENV: 'production', DATABASE_URL: 'postgres://db/x', SMTP_URL: 'smtp://relay:25',
+      PUBLIC_URL: 'http://insecure.example', TOKEN_SECRETS: 'x'.repeat(32) });
+    expect(http).toEqual({ ok: false, problems: ['PUBLIC_URL must be https:// in production'] });
+  });
+
+  it('names the variable that is wrong', () => {
+    expect(parseConfig({ PORT: 'eighty' })).toMatchObject({ ok: false, problems: [expect.stringContaining('PORT')] });
+    expect(parseConfig({ SUBSCRIBE_RATE_LIMIT: 'lots' })).toMatchObject({ ok: false, problems: [expect.stringContaining('SUBSCRIBE_RATE_LIMIT')] });
+    expect(parseConfig({ TOKEN_SECRETS: 'short' })).toMatchObject({ ok: false, problems: [expect.stringContaining('TOKEN_SECRETS')] });
+    expect(parseConfig({ DKIM_DOMAIN: 'example.org' })).toMatchObject({ ok: false, problems: [expect.stringContaining('DKIM')] });
+  });
+
+  it('reads rate limits', () => {
+    expect(parseRateLimit('0')).toBeUndefined();
+    expect(parseRateLimit('5/s')).toEqual({ count: 5, windowMs: 1000 });
+    expect(parseRateLimit('100/10min')).toEqual({ count: 100, windowMs: 600_000 });
+    expect(parseRateLimit('x')).toBeInstanceOf(Error);
+  });
+});
