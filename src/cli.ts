@@ -1,0 +1,95 @@
+// `assent [command]`: the service's roles and its admin commands.
+import { parseArgs } from 'node:util';
+import { createList, SIGNUP_FIELDS, type SignupField } from './consent/lists.js';
+import { verifyChain } from './consent/ledger.js';
+import { DomainError } from './errors.js';
+import { createLogger, loadConfig, main, openDatabase } from './main.js';
+
+const USAGE = `usage: assent [command]
+
+  (no command)     serve HTTP and run the mail workers in one process
+  serve            HTTP only
+  worker           mail workers only
+  migrate          apply pending database migrations and exit
+  lists create --slug SLUG --name NAME --consent-text TEXT [--fields first_name,last_name]
+  verify           recompute every subscriber's consent chain; exit 1 if any fails
+
+Configuration comes from the environment; see the README.`;
+
+/** Runs `task` against the configured database, then closes it. */
+async function withDatabase<T>(task: (db: Awaited<ReturnType<typeof openDatabase>>['db']) => Promise<T>): Promise<T> {
+  const config = loadConfig();
+  const log = createLogger({ ...config, logLevel: 'warn' });
+  const database = await openDatabase(config, log);
+  try {
+    return await task(database.db);
+  } finally {
+    await database.close();
+  }
+}
+
+async function listsCreate(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: { slug: { type: 'string' }, name: { type: 'string' }, 'consent-text': { type: 'string' }, fields: { type: 'string' } },
+    strict: true,
+  });
+  if (!values.slug || !values.name || !values['consent-text']) throw new Error('lists create needs --slug, --name and --consent-text');
+  const fields = values.fields === undefined ? undefined : values.fields.split(',').map((f) => f.trim()).filter(Boolean);
+  const unknown = fields?.filter((field) => !(SIGNUP_FIELDS as readonly string[]).includes(field));
+  if (unknown?.length) throw new Error(`unknown fields: ${unknown.join(', ')} (known: ${SIGNUP_FIELDS.join(', ')})`);
+  if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(values.slug)) throw new Error('--slug: lower-case letters, digits and dashes, at most 63');
+  const list = await withDatabase((db) => createList({ db }, {
+    slug: values.slug!, name: values.name!, consentText: values['consent-text']!, fields: fields as SignupField[] | undefined,
+  }));
+  process.stdout.write(`created list ${list.slug} (consent version ${list.consentVersion})\n`);
+}
+
+async function verifyAll(): Promise<boolean> {
+  return withDatabase(async (db) => {
+    let verified = 0;
+    const failed: string[] = [];
+    // keyset paging: every subscriber, never all of them in memory at once
+    let after = '00000000-0000-0000-0000-000000000000';
+    for (;;) {
+      const page = await db.selectFrom('subscribers').select('id').where('id', '>', after).orderBy('id').limit(500).execute();
+      if (page.length === 0) break;
+      for (const { id } of page) {
+        if ((await verifyChain(db, id)).verified) verified += 1;
+        else failed.push(id);
+      }
+      after = page.at(-1)!.id;
+    }
+    process.stdout.write(`${verified} consent chains verify, ${failed.length} do not\n`);
+    for (const id of failed) process.stdout.write(`  does not verify: subscriber ${id}\n`);
+    return failed.length === 0;
+  });
+}
+
+async function run(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case undefined: await main(['serve', 'worker']); return -1;
+    case 'serve': await main(['serve']); return -1;
+    case 'worker': await main(['worker']); return -1;
+    case 'migrate': await withDatabase(async () => undefined); process.stdout.write('migrations applied\n'); return 0;
+    case 'verify': return (await verifyAll()) ? 0 : 1;
+    case 'lists':
+      if (rest[0] === 'create') { await listsCreate(rest.slice(1)); return 0; }
+      break;
+    case 'help': case '--help': case '-h':
+      process.stdout.write(`${USAGE}\n`);
+      return 0;
+  }
+  process.stderr.write(`${USAGE}\n`);
+  return 2;
+}
+
+try {
+  const code = await run(process.argv.slice(2));
+  // -1: a long-running role; it exits on its own signal
+  if (code >= 0) process.exit(code);
+} catch (error) {
+  process.stderr.write(`assent: ${error instanceof DomainError || error instanceof Error ? error.message : String(error)}\n`);
+  process.exit(1);
+}

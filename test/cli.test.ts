@@ -1,0 +1,58 @@
+// The admin CLI, run as an operator would: `assent lists create`, `assent verify`, `assent migrate`.
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase } from './helpers/db.js';
+import { postJson } from './helpers/http.js';
+import { createTestService, TEST_SECRET } from './helpers/service.js';
+
+const run = promisify(execFile);
+let tdb: TestDatabase;
+
+beforeAll(async () => {
+  tdb = await createTestDatabase();
+});
+afterAll(async () => {
+  await tdb.drop();
+});
+
+async function assent(...args: string[]) {
+  try {
+    const { stdout, stderr } = await run(process.execPath, ['bin/assent.js', ...args], {
+      env: { ...process.env, DATABASE_URL: tdb.url, TOKEN_SECRETS: TEST_SECRET, LOG_LEVEL: 'warn' },
+    });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const e = error as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+describe('assent CLI', () => {
+  it('creates a list', async () => {
+    const result = await assent('lists', 'create', '--slug', 'cli-news', '--name', 'CLI News', '--consent-text', 'Mail me.', '--fields', 'first_name');
+    expect(result).toMatchObject({ code: 0, stdout: 'created list cli-news (consent version 1)\n' });
+    const { rows } = await tdb.query(`select l.fields, v.text from lists l join list_consent_versions v on v.list_id = l.id where slug = 'cli-news'`);
+    expect(rows).toEqual([{ fields: ['first_name'], text: 'Mail me.' }]);
+  });
+
+  it('says what is wrong with a bad command, exiting non-zero', async () => {
+    expect(await assent('lists', 'create', '--slug', 'x')).toMatchObject({ code: 1, stderr: expect.stringContaining('--name') });
+    expect(await assent('lists', 'create', '--slug', 'cli-news', '--name', 'n', '--consent-text', 't')).toMatchObject({ code: 1, stderr: expect.stringContaining('already exists') });
+    expect(await assent('frobnicate')).toMatchObject({ code: 2, stderr: expect.stringContaining('usage: assent') });
+  });
+
+  it('migrates, verifies every chain, and names the subscriber whose chain was tampered with', async () => {
+    expect(await assent('migrate')).toMatchObject({ code: 0, stdout: 'migrations applied\n' });
+    const service = await createTestService(tdb.db);
+    for (const email of ['v1@example.org', 'v2@example.org']) await postJson(service, { email, list: 'cli-news' });
+    service.close();
+    expect(await assent('verify')).toMatchObject({ code: 0, stdout: '2 consent chains verify, 0 do not\n' });
+    const { rows } = await tdb.query(`select id from subscribers where email = 'v2@example.org'`);
+    await tdb.query(`begin; alter table consent_evidence disable trigger consent_evidence_no_update;
+      update consent_evidence set evidence = evidence || '{"ip":"1.2.3.4"}'; alter table consent_evidence enable trigger consent_evidence_no_update; commit;`);
+    const tampered = await assent('verify');
+    expect(tampered.code).toBe(1);
+    expect(tampered.stdout).toContain(`does not verify: subscriber ${rows[0].id}`);
+  });
+});
