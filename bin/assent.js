@@ -1,13 +1,14 @@
 #!/usr/bin/env node
-// The `assent` command: the compiled CLI where it was built (the Docker image), else the
-// TypeScript source through tsx.
+// The `assent` command: the TypeScript source through tsx where the source is present (a
+// clone), else the compiled JavaScript (the Docker image ships dist/ only). Source first, so
+// that a stale dist/ in a working tree is never what runs.
 import { existsSync } from 'node:fs';
 
-const compiled = new URL('../dist/src/cli.js', import.meta.url);
-if (existsSync(compiled)) {
-  await import(compiled.href);
-} else {
+const source = new URL('../src/cli.ts', import.meta.url);
+if (existsSync(source)) {
   const { register } = await import('tsx/esm/api');
   register();
-  await import(new URL('../src/cli.ts', import.meta.url).href);
+  await import(source.href);
+} else {
+  await import(new URL('../dist/src/cli.js', import.meta.url).href);
 }

@@ -42,7 +42,8 @@ async function resolveList(trx: Trx, slug: string | undefined): Promise<ListWith
     return list;
   }
   const lists = await store.findOnlyLists(trx);
-  if (lists.length !== 1) {
+  if (lists.length === 0) throw new DomainError('list_not_found', 'there is no list yet');
+  if (lists.length > 1) {
     throw new DomainError('list_required', 'choose a list', { list: 'required when more than one list exists' });
   }
   return lists[0]!;
