@@ -61,7 +61,7 @@ const envSchema = z.object({
   MAIL_FROM: z.string().min(3).default('assent <no-reply@localhost>'),
   SENDER_ADDRESS: z.string().min(1).optional(),
   TOKEN_SECRETS: z.string().optional(),
-  ASSENT_API_KEY: z.string().min(16, 'must be at least 16 characters').optional(),
+  ASSENT_API_KEY: z.string().min(1).optional(),
   SUBSCRIBE_RATE_LIMIT: z.string().default('20/min'),
   SEND_RATE: z.coerce.number().min(0).default(0),
   REDIRECT_HOSTS: z.string().optional(),

@@ -1,34 +1,23 @@
 // Operations endpoints, and what a request gets while the database is away.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createDatabase } from '../src/db/database.js';
 import { freePort } from '../src/db/embedded.js';
-import { createTestDatabase, type TestDatabase } from './helpers/db.js';
-import { createList, postForm, postJson } from './helpers/http.js';
-import { createTestService, type TestService } from './helpers/service.js';
+import { useTestService } from './helpers/fixture.js';
+import { postForm, postJson } from './helpers/http.js';
+import { createTestService } from './helpers/service.js';
 
-let tdb: TestDatabase;
-let service: TestService;
-
-beforeAll(async () => {
-  tdb = await createTestDatabase();
-  service = await createTestService(tdb.db);
-  await createList(service, 'news');
-});
-afterAll(async () => {
-  service.close();
-  await tdb.drop();
-});
+const t = useTestService({ lists: ['news'] });
 
 describe('operations', () => {
   it('answers /healthz and /readyz', async () => {
-    expect(await (await service.app.request('/healthz')).json()).toEqual({ status: 'ok' });
-    const ready = await service.app.request('/readyz');
+    expect(await (await t.service.app.request('/healthz')).json()).toEqual({ status: 'ok' });
+    const ready = await t.service.app.request('/readyz');
     expect(ready.status).toBe(200);
   });
 
   it('counts signups and confirmations in /metrics', async () => {
-    await postJson(service, { email: 'metrics@example.org', list: 'news' });
-    const text = await (await service.app.request('/metrics')).text();
+    await postJson(t.service, { email: 'metrics@example.org', list: 'news' });
+    const text = await (await t.service.app.request('/metrics')).text();
     expect(text).toMatch(/assent_signups_total\{outcome="mailed"\} 1/);
     expect(text).toMatch(/assent_http_request_duration_seconds_count\{method="POST",route="\/subscribe",status="202"\} 1/);
   });

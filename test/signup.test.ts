@@ -1,43 +1,33 @@
 // POST /subscribe as landing pages use it: three encodings, the same answer whatever the
 // address's state, throttles, the honeypot, the rate limit, redirects, CORS and bad input.
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createTestDatabase, type TestDatabase } from './helpers/db.js';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { createTestDatabase } from './helpers/db.js';
+import { useTestService } from './helpers/fixture.js';
 import { createList, postForm, postJson, snapshot } from './helpers/http.js';
 import { createTestService, type TestService } from './helpers/service.js';
 
-let tdb: TestDatabase;
-let service: TestService;
-
-beforeAll(async () => {
-  tdb = await createTestDatabase();
-  service = await createTestService(tdb.db, { env: { REDIRECT_HOSTS: 'www.example.com' } });
-  await createList(service, 'news');
-});
-afterAll(async () => {
-  service.close();
-  await tdb.drop();
-});
+const t = useTestService({ env: { REDIRECT_HOSTS: 'www.example.com' }, lists: ['news'] });
 
 const outboxFor = async (email: string) =>
-  (await tdb.query('select * from outbox where lower(recipient) = lower($1) order by id', [email])).rows;
+  (await t.tdb.query('select * from outbox where lower(recipient) = lower($1) order by id', [email])).rows;
 
 describe('accepting a signup', () => {
   it('takes JSON and answers 202 pending, with the mail queued in the same transaction', async () => {
-    const response = await postJson(service, { email: 'json@example.org', list: 'news' });
+    const response = await postJson(t.service, { email: 'json@example.org', list: 'news' });
     expect(response.status).toBe(202);
     expect(await response.json()).toEqual({ status: 'pending' });
     const [mail] = await outboxFor('json@example.org');
     expect(mail).toMatchObject({ kind: 'confirmation', status: 'queued' });
-    const { rows } = await tdb.query(`select s.status, e.kind from subscriptions s
+    const { rows } = await t.tdb.query(`select s.status, e.kind from subscriptions s
       join consent_events e on e.subscriber_id = s.subscriber_id where s.subscriber_id = $1`, [mail.subscriber_id]);
     expect(rows).toEqual([{ status: 'pending', kind: 'requested' }]);
   });
 
   it('takes a urlencoded form and answers 303 to the check-your-inbox page', async () => {
-    const response = await postForm(service, { email: 'form@example.org', list: 'news', locale: 'fr' });
+    const response = await postForm(t.service, { email: 'form@example.org', list: 'news', locale: 'fr' });
     expect(response.status).toBe(303);
     expect(response.headers.get('location')).toBe('/subscribe/check-inbox?locale=fr');
-    const page = await service.app.request(response.headers.get('location')!);
+    const page = await t.service.app.request(response.headers.get('location')!);
     expect(await page.text()).toContain('lang="fr"');
     expect(await outboxFor('form@example.org')).toHaveLength(1);
   });
@@ -46,13 +36,13 @@ describe('accepting a signup', () => {
     const body = new FormData();
     body.set('email', 'multi@example.org');
     body.set('list', 'news');
-    const response = await service.app.request('/subscribe', { method: 'POST', body, headers: { 'x-forwarded-for': '192.0.2.77' } });
+    const response = await t.service.app.request('/subscribe', { method: 'POST', body, headers: { 'x-forwarded-for': '192.0.2.77' } });
     expect(response.status).toBe(303);
     expect(await outboxFor('multi@example.org')).toHaveLength(1);
   });
 
   it('answers JSON to a form post that asks for it with Accept', async () => {
-    const response = await postForm(service, { email: 'accept@example.org', list: 'news' }, { accept: 'application/json' });
+    const response = await postForm(t.service, { email: 'accept@example.org', list: 'news' }, { accept: 'application/json' });
     expect(response.status).toBe(202);
     expect(await response.json()).toEqual({ status: 'pending' });
   });
@@ -72,16 +62,16 @@ describe('accepting a signup', () => {
   });
 
   it('normalises the address: trimmed, domain lower-cased, IDN to punycode', async () => {
-    expect((await postJson(service, { email: '  Ada.Lovelace@BÜCHER.Example ', list: 'news' })).status).toBe(202);
-    const { rows } = await tdb.query(`select email from subscribers where email like 'Ada.Lovelace@%'`);
+    expect((await postJson(t.service, { email: '  Ada.Lovelace@BÜCHER.Example ', list: 'news' })).status).toBe(202);
+    const { rows } = await t.tdb.query(`select email from subscribers where email like 'Ada.Lovelace@%'`);
     expect(rows).toEqual([{ email: 'Ada.Lovelace@xn--bcher-kva.example' }]);
   });
 
   it('keeps names only until confirmation, cleaned of control characters, and only fields the list collects', async () => {
-    await createList(service, 'nameless', { fields: [] });
-    await postJson(service, { email: 'names@example.org', list: 'news', first_name: 'Ada\r\nBcc: evil@example.org', last_name: '\u202EecalevoL' });
-    await postJson(service, { email: 'names2@example.org', list: 'nameless', first_name: 'Grace' });
-    const { rows } = await tdb.query(`select s.email, x.pending_fields from subscribers s join subscriptions x on x.subscriber_id = s.id
+    await createList(t.service, 'nameless', { fields: [] });
+    await postJson(t.service, { email: 'names@example.org', list: 'news', first_name: 'Ada\r\nBcc: evil@example.org', last_name: '\u202EecalevoL' });
+    await postJson(t.service, { email: 'names2@example.org', list: 'nameless', first_name: 'Grace' });
+    const { rows } = await t.tdb.query(`select s.email, x.pending_fields from subscribers s join subscriptions x on x.subscriber_id = s.id
       where s.email in ('names@example.org', 'names2@example.org') order by s.email`);
     const fieldsOf = Object.fromEntries(rows.map((row) => [row.email, row.pending_fields]));
     expect(fieldsOf['names@example.org']).toEqual({ locale: 'en', first_name: 'Ada Bcc: evil@example.org', last_name: 'ecalevoL' });
@@ -91,16 +81,16 @@ describe('accepting a signup', () => {
 
 describe('no enumeration', () => {
   it('answers byte for byte the same for a new, pending, confirmed and unsubscribed address', async () => {
-    await postJson(service, { email: 'pending@example.org', list: 'news' });
-    await postJson(service, { email: 'confirmed@example.org', list: 'news' });
-    await postJson(service, { email: 'left@example.org', list: 'news' });
-    await tdb.query(`update subscriptions set status = 'confirmed' where subscriber_id = (select id from subscribers where email = 'confirmed@example.org')`);
-    await tdb.query(`update subscriptions set status = 'unsubscribed' where subscriber_id = (select id from subscribers where email = 'left@example.org')`);
+    await postJson(t.service, { email: 'pending@example.org', list: 'news' });
+    await postJson(t.service, { email: 'confirmed@example.org', list: 'news' });
+    await postJson(t.service, { email: 'left@example.org', list: 'news' });
+    await t.tdb.query(`update subscriptions set status = 'confirmed' where subscriber_id = (select id from subscribers where email = 'confirmed@example.org')`);
+    await t.tdb.query(`update subscriptions set status = 'unsubscribed' where subscriber_id = (select id from subscribers where email = 'left@example.org')`);
 
     const answers: { post: string; status: number; headers: Record<string, string>; body: string }[] = [];
     for (const email of ['brand-new@example.org', 'pending@example.org', 'confirmed@example.org', 'left@example.org']) {
       for (const post of [postJson, postForm]) {
-        const response = await post(service, { email, list: 'news' });
+        const response = await post(t.service, { email, list: 'news' });
         const headers = Object.fromEntries([...response.headers].filter(([name]) => name !== 'date'));
         answers.push({ post: post.name, status: response.status, headers, body: await response.text() });
       }
@@ -114,11 +104,11 @@ describe('no enumeration', () => {
 
   it('sends no confirmation mail to a confirmed address, one to an unsubscribed one', async () => {
     const before = (await outboxFor('confirmed@example.org')).length;
-    service.clock.advance(11 * 60_000);
-    await postJson(service, { email: 'confirmed@example.org', list: 'news' });
-    await postJson(service, { email: 'left@example.org', list: 'news' });
+    t.service.clock.advance(11 * 60_000);
+    await postJson(t.service, { email: 'confirmed@example.org', list: 'news' });
+    await postJson(t.service, { email: 'left@example.org', list: 'news' });
     expect(await outboxFor('confirmed@example.org')).toHaveLength(before);
-    const { rows } = await tdb.query(`select status from subscriptions where subscriber_id = (select id from subscribers where email = 'left@example.org')`);
+    const { rows } = await t.tdb.query(`select status from subscriptions where subscriber_id = (select id from subscribers where email = 'left@example.org')`);
     expect(rows).toEqual([{ status: 'pending' }]);
   });
 });
@@ -126,45 +116,45 @@ describe('no enumeration', () => {
 describe('throttles', () => {
   it('resends at most once per 10 minutes per address and list', async () => {
     const email = 'throttle@example.org';
-    await postJson(service, { email, list: 'news' });
-    await postJson(service, { email, list: 'news' });
-    service.clock.advance(9 * 60_000);
-    await postJson(service, { email, list: 'news' });
+    await postJson(t.service, { email, list: 'news' });
+    await postJson(t.service, { email, list: 'news' });
+    t.service.clock.advance(9 * 60_000);
+    await postJson(t.service, { email, list: 'news' });
     expect(await outboxFor(email)).toHaveLength(1);
-    service.clock.advance(61_000);
-    expect((await postJson(service, { email: email.toUpperCase(), list: 'news' })).status).toBe(202);
+    t.service.clock.advance(61_000);
+    expect((await postJson(t.service, { email: email.toUpperCase(), list: 'news' })).status).toBe(202);
     expect(await outboxFor(email)).toHaveLength(2);
   });
 
   it('sends at most 5 a day to one address over all lists', async () => {
-    for (const slug of ['a1', 'a2', 'a3', 'a4', 'a5', 'a6', 'a7']) await createList(service, slug);
+    for (const slug of ['a1', 'a2', 'a3', 'a4', 'a5', 'a6', 'a7']) await createList(t.service, slug);
     const email = 'daily@example.org';
     for (const slug of ['a1', 'a2', 'a3', 'a4', 'a5', 'a6', 'a7']) {
-      expect((await postJson(service, { email, list: slug })).status).toBe(202);
+      expect((await postJson(t.service, { email, list: slug })).status).toBe(202);
     }
     expect(await outboxFor(email)).toHaveLength(5);
-    service.clock.advance(24 * 3600_000 + 1000);
-    await postJson(service, { email, list: 'a7' });
+    t.service.clock.advance(24 * 3600_000 + 1000);
+    await postJson(t.service, { email, list: 'a7' });
     expect(await outboxFor(email)).toHaveLength(6);
   });
 });
 
 describe('the honeypot', () => {
   it('answers as for success and does nothing', async () => {
-    const before = await snapshot(tdb);
-    const json = await postJson(service, { email: 'bot@example.org', list: 'news', website: 'http://spam.example' });
-    const form = await postForm(service, { email: 'bot@example.org', list: 'news', website: 'x' });
+    const before = await snapshot(t.tdb);
+    const json = await postJson(t.service, { email: 'bot@example.org', list: 'news', website: 'http://spam.example' });
+    const form = await postForm(t.service, { email: 'bot@example.org', list: 'news', website: 'x' });
     expect(json.status).toBe(202);
     expect(await json.json()).toEqual({ status: 'pending' });
     expect(form.status).toBe(303);
     expect(form.headers.get('location')).toBe('/subscribe/check-inbox?locale=en');
-    expect(await snapshot(tdb)).toEqual(before);
+    expect(await snapshot(t.tdb)).toEqual(before);
   });
 });
 
 describe('redirects', () => {
   it('sends a form post back to an allowed host', async () => {
-    const response = await postForm(service, { email: 'back@example.org', list: 'news', redirect: 'https://www.example.com/thanks?x=1' });
+    const response = await postForm(t.service, { email: 'back@example.org', list: 'news', redirect: 'https://www.example.com/thanks?x=1' });
     expect(response.status).toBe(303);
     expect(response.headers.get('location')).toBe('https://www.example.com/thanks?x=1');
   });
@@ -176,11 +166,11 @@ describe('redirects', () => {
     '//evil.example/',
     'https://user:pw@www.example.com/',
   ])('refuses %s with 400 and changes nothing', async (redirect) => {
-    const before = await snapshot(tdb);
-    const response = await postForm(service, { email: 'redirect@example.org', list: 'news', redirect });
+    const before = await snapshot(t.tdb);
+    const response = await postForm(t.service, { email: 'redirect@example.org', list: 'news', redirect });
     expect(response.status).toBe(400);
     expect(response.headers.get('content-type')).toContain('text/html');
-    expect(await snapshot(tdb)).toEqual(before);
+    expect(await snapshot(t.tdb)).toEqual(before);
   });
 });
 
@@ -196,23 +186,23 @@ describe('bad input', () => {
     [{ email: 'ok@example.org', list: ['news'] }, 'list'],
     [{ email: 'ok@example.org', list: 'news', first_name: 'x'.repeat(201) }, 'first_name'],
   ])('%j gets 400 naming %s, and changes nothing', async (body, field) => {
-    const before = await snapshot(tdb);
-    const response = await postJson(service, body);
+    const before = await snapshot(t.tdb);
+    const response = await postJson(t.service, body);
     expect(response.status).toBe(400);
     const answer = await response.json() as { error: { code: string; message: string; fields: Record<string, string> } };
     expect(answer.error.code).toBe('invalid_input');
     expect(answer.error.message).toEqual(expect.any(String));
     expect(Object.keys(answer.error.fields)).toContain(field);
-    expect(await snapshot(tdb)).toEqual(before);
+    expect(await snapshot(t.tdb)).toEqual(before);
   });
 
   it('gets 400 for malformed JSON and for a JSON array', async () => {
-    expect((await postJson(service, '{"email":')).status).toBe(400);
-    expect((await postJson(service, '[1,2]')).status).toBe(400);
+    expect((await postJson(t.service, '{"email":')).status).toBe(400);
+    expect((await postJson(t.service, '[1,2]')).status).toBe(400);
   });
 
   it('gets an HTML 400 page for a bad form post, in the form language', async () => {
-    const response = await postForm(service, { email: 'nope', list: 'news', locale: 'de' });
+    const response = await postForm(t.service, { email: 'nope', list: 'news', locale: 'de' });
     expect(response.status).toBe(400);
     const html = await response.text();
     expect(html).toContain('lang="de"');
@@ -220,34 +210,34 @@ describe('bad input', () => {
   });
 
   it('gets 404 for an unknown list, 400 when the list is needed and missing', async () => {
-    const response = await postJson(service, { email: 'ok@example.org', list: 'nope' });
+    const response = await postJson(t.service, { email: 'ok@example.org', list: 'nope' });
     expect(response.status).toBe(404);
     expect((await response.json()).error.code).toBe('list_not_found');
-    expect((await postJson(service, { email: 'ok@example.org' })).status).toBe(400);
+    expect((await postJson(t.service, { email: 'ok@example.org' })).status).toBe(400);
   });
 
   it('gets 413 for an over-large body and 415 for an unknown content type', async () => {
-    const before = await snapshot(tdb);
-    const big = await postJson(service, { email: 'big@example.org', list: 'news', first_name: 'x'.repeat(100_000) });
+    const before = await snapshot(t.tdb);
+    const big = await postJson(t.service, { email: 'big@example.org', list: 'news', first_name: 'x'.repeat(100_000) });
     expect(big.status).toBe(413);
-    const xml = await service.app.request('/subscribe', { method: 'POST', headers: { 'content-type': 'text/xml' }, body: '<a/>' });
+    const xml = await t.service.app.request('/subscribe', { method: 'POST', headers: { 'content-type': 'text/xml' }, body: '<a/>' });
     expect(xml.status).toBe(415);
-    expect(await snapshot(tdb)).toEqual(before);
+    expect(await snapshot(t.tdb)).toEqual(before);
   });
 });
 
 describe('CORS', () => {
   it('lets a browser fetch from any origin post JSON', async () => {
-    const preflight = await service.app.request('/subscribe', {
+    const preflight = await t.service.app.request('/subscribe', {
       method: 'OPTIONS',
       headers: { origin: 'https://landing.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type' },
     });
     expect(preflight.status).toBeLessThan(300);
     expect(preflight.headers.get('access-control-allow-origin')).toBe('*');
     expect(preflight.headers.get('access-control-allow-methods')).toContain('POST');
-    const response = await postJson(service, { email: 'cors@example.org', list: 'news' }, { origin: 'https://landing.example' });
+    const response = await postJson(t.service, { email: 'cors@example.org', list: 'news' }, { origin: 'https://landing.example' });
     expect(response.headers.get('access-control-allow-origin')).toBe('*');
-    const refused = await postJson(service, { email: 'x', list: 'news' }, { origin: 'https://landing.example' });
+    const refused = await postJson(t.service, { email: 'x', list: 'news' }, { origin: 'https://landing.example' });
     expect(refused.status).toBe(400);
     expect(refused.headers.get('access-control-allow-origin')).toBe('*');
   });
@@ -256,7 +246,7 @@ describe('CORS', () => {
 describe('the per-IP rate limit', () => {
   let limited: TestService;
   beforeEach(async () => {
-    limited = await createTestService(tdb.db, { env: { SUBSCRIBE_RATE_LIMIT: '3/min' } });
+    limited = await createTestService(t.tdb.db, { env: { SUBSCRIBE_RATE_LIMIT: '3/min' } });
   });
 
   it('answers 429 with Retry-After past the limit, changing nothing, and lets the client in again later', async () => {
@@ -264,12 +254,12 @@ describe('the per-IP rate limit', () => {
     for (let i = 0; i < 3; i += 1) {
       expect((await postJson(limited, { email: `rl${i}@example.org`, list: 'news' }, from)).status).toBe(202);
     }
-    const before = await snapshot(tdb);
+    const before = await snapshot(t.tdb);
     const refused = await postJson(limited, { email: 'rl9@example.org', list: 'news' }, from);
     expect(refused.status).toBe(429);
     expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
     expect((await refused.json()).error.code).toBe('rate_limited');
-    expect(await snapshot(tdb)).toEqual(before);
+    expect(await snapshot(t.tdb)).toEqual(before);
     // another client is not affected
     expect((await postJson(limited, { email: 'rl10@example.org', list: 'news' }, { 'x-forwarded-for': '203.0.113.10' })).status).toBe(202);
     limited.clock.advance(Number(refused.headers.get('retry-after')) * 1000);
