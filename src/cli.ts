@@ -3,6 +3,8 @@ import { parseArgs } from 'node:util';
 import { createList, SIGNUP_FIELDS, type SignupField } from './consent/lists.js';
 import { verifyChain } from './consent/ledger.js';
 import { DomainError } from './errors.js';
+import { createApiKey } from './keys/keys.js';
+import * as keyStore from './keys/store.js';
 import { createLogger, loadConfig, main, openDatabase } from './main.js';
 
 const USAGE = `usage: assent [command]
@@ -12,6 +14,9 @@ const USAGE = `usage: assent [command]
   worker           mail workers only
   migrate          apply pending database migrations and exit
   lists create --slug SLUG --name NAME --consent-text TEXT [--fields first_name,last_name]
+  keys create --name NAME   a marketer API key; the key is printed once, only its hash is kept
+  keys list                 the keys: prefix, name, created, last used, revoked
+  keys revoke PREFIX        the key stops working within a minute everywhere
   verify           recompute every subscriber's consent chain; exit 1 if any fails
 
 Configuration comes from the environment; see the README.`;
@@ -45,6 +50,34 @@ async function listsCreate(args: string[]): Promise<void> {
   process.stdout.write(`created list ${list.slug} (consent version ${list.consentVersion})\n`);
 }
 
+async function keys(args: string[]): Promise<number> {
+  const [action, ...rest] = args;
+  if (action === 'create') {
+    const { values } = parseArgs({ args: rest, options: { name: { type: 'string' } }, strict: true });
+    if (!values.name?.trim()) throw new Error('keys create needs --name');
+    const key = await withDatabase((db) => createApiKey(db, values.name!.trim()));
+    process.stdout.write(`created key ${key.prefix} (${key.name}); it is shown only this once:\n${key.key}\n`);
+    return 0;
+  }
+  if (action === 'list') {
+    const rows = await withDatabase((db) => keyStore.listApiKeys(db));
+    const date = (value: Date | null) => value?.toISOString() ?? '-';
+    process.stdout.write('prefix\tname\tcreated\tlast used\trevoked\n');
+    for (const row of rows) {
+      process.stdout.write(`${row.prefix}\t${row.name}\t${date(row.created_at)}\t${date(row.last_used_at)}\t${date(row.revoked_at)}\n`);
+    }
+    return 0;
+  }
+  if (action === 'revoke' && rest.length === 1) {
+    const revoked = await withDatabase((db) => keyStore.revokeApiKey(db, rest[0]!));
+    if (!revoked) throw new Error(`no active key with prefix ${rest[0]}`);
+    process.stdout.write(`revoked key ${rest[0]}\n`);
+    return 0;
+  }
+  process.stderr.write(`${USAGE}\n`);
+  return 2;
+}
+
 async function verifyAll(): Promise<boolean> {
   return withDatabase(async (db) => {
     let verified = 0;
@@ -74,6 +107,7 @@ async function run(argv: string[]): Promise<number> {
     case 'worker': await main(['worker']); return -1;
     case 'migrate': await withDatabase(async () => undefined); process.stdout.write('migrations applied\n'); return 0;
     case 'verify': return (await verifyAll()) ? 0 : 1;
+    case 'keys': return keys(rest);
     case 'lists':
       if (rest[0] === 'create') { await listsCreate(rest.slice(1)); return 0; }
       break;

@@ -36,6 +36,20 @@ describe('assent CLI', () => {
     expect(rows).toEqual([{ fields: ['first_name'], text: 'Mail me.' }]);
   });
 
+  it('creates, lists and revokes API keys, printing the key once', async () => {
+    const created = await assent('keys', 'create', '--name', 'ops script');
+    expect(created.code).toBe(0);
+    const key = /^(as_([a-z0-9]{10})_\S+)$/m.exec(created.stdout);
+    expect(key).not.toBeNull();
+    const listed = await assent('keys', 'list');
+    expect(listed.stdout).toContain(`${key![2]}\tops script`);
+    expect(listed.stdout).not.toContain(key![1]);
+    expect(await assent('keys', 'revoke', key![2]!)).toMatchObject({ code: 0 });
+    const { rows } = await tdb.query('select revoked_at from api_keys where prefix = $1', [key![2]]);
+    expect(rows[0].revoked_at).toBeInstanceOf(Date);
+    expect(await assent('keys', 'revoke', key![2]!)).toMatchObject({ code: 1, stderr: expect.stringContaining('no active key') });
+  });
+
   it('says what is wrong with a bad command, exiting non-zero', async () => {
     expect(await assent('lists', 'create', '--slug', 'x')).toMatchObject({ code: 1, stderr: expect.stringContaining('--name') });
     expect(await assent('lists', 'create', '--slug', 'cli-news', '--name', 'n', '--consent-text', 't')).toMatchObject({ code: 1, stderr: expect.stringContaining('already exists') });

@@ -14,8 +14,7 @@ async function signUpAndReceive(email: string, extra: Record<string, string> = {
   const response = await postForm(t.service, { email, list: 'news', ...extra }, headers);
   expect(response.status).toBe(303);
   await t.service.worker.runOnce();
-  const mails = await t.smtp.waitFor(count + 1);
-  return mails[count]!;
+  return t.smtp.waitForMailTo(email, count);
 }
 
 const subscriptionOf = async (email: string) => (await t.tdb.query(

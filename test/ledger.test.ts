@@ -13,7 +13,7 @@ async function confirmedSubscriber(email: string): Promise<string> {
     const count = t.smtp.received.length;
     await postJson(t.service, { email, list });
     await t.service.worker.runOnce();
-    const mail = (await t.smtp.waitFor(count + 1))[count]!;
+    const mail = await t.smtp.waitForMailTo(email, count);
     expect((await t.service.app.request(pathOf(confirmLink(mail.parsed.text)), { method: 'POST' })).status).toBe(200);
   }
   const { rows } = await t.tdb.query('select id from subscribers where email = $1', [email]);

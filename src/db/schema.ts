@@ -114,6 +114,8 @@ export interface DB {
   affinity_events: AffinityEventsTable;
   suppressions: SuppressionsTable;
   outbox: OutboxTable;
+  api_keys: ApiKeysTable;
+  idempotency_keys: IdempotencyKeysTable;
 }
 
 export type List = Selectable<ListsTable>;
@@ -122,3 +124,22 @@ export type Subscription = Selectable<SubscriptionsTable>;
 export type ConsentEvent = Selectable<ConsentEventsTable>;
 export type OutboxMail = Selectable<OutboxTable>;
 export type NewOutboxMail = Insertable<OutboxTable>;
+
+export interface ApiKeysTable {
+  id: Generated<string>;
+  name: string;
+  prefix: string;
+  secret_hash: string;
+  created_at: Generated<Date>;
+  last_used_at: Date | null;
+  revoked_at: Date | null;
+}
+
+export interface IdempotencyKeysTable {
+  key_owner: string;
+  key: string;
+  request_hash: Buffer;
+  status: number | null;
+  body: string | null;
+  created_at: Generated<Date>;
+}

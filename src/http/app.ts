@@ -5,7 +5,7 @@ import { routePath } from 'hono/route';
 import type { Deps } from '../deps.js';
 import { DomainError, type ErrorCode } from '../errors.js';
 import { loadCatalogues } from '../i18n.js';
-import { apiApp } from './api.js';
+import { apiApp } from './api/index.js';
 import { type ErrorBody, STATUS } from './errors.js';
 import { opsApp } from './ops.js';
 import { Pages } from './pages.js';

@@ -163,8 +163,11 @@ export function publicApp(deps: Deps, pages: Pages): Hono<PublicEnv> {
   };
 
   app.get('/confirm/:token', async (c) => renderLinkState(c, await inspectConfirmLink(deps, c.req.param('token'))));
-  app.post('/confirm/:token', async (c) =>
-    renderLinkState(c, await confirmSubscription(deps, c.req.param('token'), requestContext(c, deps.config.trustProxy))));
+  app.post('/confirm/:token', async (c) => {
+    // The Referer of this POST would be the confirm page itself, token and all: keep only Origin.
+    const context = { ...requestContext(c, deps.config.trustProxy), page: c.req.header('origin')?.slice(0, 2048) ?? null };
+    return renderLinkState(c, await confirmSubscription(deps, c.req.param('token'), context));
+  });
 
   return app;
 }

@@ -66,6 +66,17 @@ export class SmtpSink {
     await this.start(this.port);
   }
 
+  /** Waits for a mail to `address` among those received after the first `since`. */
+  async waitForMailTo(address: string, since: number, timeoutMs = 10_000): Promise<ReceivedMail> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const mail = this.received.slice(since).find((m) => m.envelopeTo.some((to) => to.toLowerCase() === address.toLowerCase()));
+      if (mail) return mail;
+      if (Date.now() > deadline) throw new Error(`no mail to ${address} after ${since}`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+
   /** Waits until `count` mails have arrived, or fails after the deadline. */
   async waitFor(count: number, timeoutMs = 10_000): Promise<ReceivedMail[]> {
     const deadline = Date.now() + timeoutMs;

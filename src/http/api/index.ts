@@ -1,0 +1,50 @@
+// The marketers' API under /api/v1: JSON, snake_case, bearer keys. One zod schema per body
+// gives the check, the TypeScript type and the OpenAPI document.
+import { OpenAPIHono } from '@hono/zod-openapi';
+import type { MiddlewareHandler } from 'hono';
+import type { Deps } from '../../deps.js';
+import { DomainError } from '../../errors.js';
+import { type ApiKeyIdentity, ApiKeyVerifier } from '../../keys/keys.js';
+import { renderApiDocs } from './docs.js';
+import { idempotency } from './idempotency.js';
+import { listRoutes } from './lists.js';
+import { subscriberRoutes } from './subscribers.js';
+
+export type ApiEnv = { Variables: { apiKey: ApiKeyIdentity } };
+
+function bearerAuth(verifier: ApiKeyVerifier): MiddlewareHandler<ApiEnv> {
+  return async (c, next) => {
+    const presented = /^Bearer\s+(\S{1,512})\s*$/i.exec(c.req.header('authorization') ?? '')?.[1];
+    const identity = presented === undefined ? undefined : await verifier.verify(presented);
+    if (!identity) {
+      c.header('WWW-Authenticate', 'Bearer realm="assent"');
+      throw new DomainError('unauthorized', 'a valid API key is required: Authorization: Bearer <key>');
+    }
+    c.set('apiKey', identity);
+    await next();
+  };
+}
+
+export function apiApp(deps: Deps): OpenAPIHono<ApiEnv> {
+  const app = new OpenAPIHono<ApiEnv>({
+    // Our 400 shape, naming each field that failed, instead of the raw zod result.
+    defaultHook: (result) => {
+      if (result.success) return;
+      const fields: Record<string, string> = {};
+      for (const issue of result.error.issues) fields[issue.path.join('.') || 'body'] ??= issue.message;
+      throw new DomainError('invalid_input', 'the request is not valid', fields);
+    },
+  });
+  const verifier = new ApiKeyVerifier(deps.db, deps.clock, deps.config.apiKey, (error) => deps.log.warn({ err: error }, 'could not record key use'));
+  app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });
+  app.use('/v1/*', bearerAuth(verifier));
+  app.use('/v1/*', idempotency(deps.db));
+
+  listRoutes(app, deps);
+  subscriberRoutes(app, deps);
+
+  const info = { title: 'assent', version: '1', description: 'Double-opt-in subscriptions with proof of consent' };
+  app.doc31('/openapi.json', { openapi: '3.1.0', info, servers: [{ url: `${deps.config.publicUrl}/api` }] });
+  app.get('/docs', (c) => c.html(renderApiDocs(app.getOpenAPI31Document({ openapi: '3.1.0', info }) as never)));
+  return app;
+}

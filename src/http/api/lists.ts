@@ -1,0 +1,79 @@
+// /api/v1/lists
+import { createRoute, type OpenAPIHono, z } from '@hono/zod-openapi';
+import { createList, getList, listLists, type ListView, SIGNUP_FIELDS, updateList } from '../../consent/lists.js';
+import type { ListWithConsent } from '../../consent/store.js';
+import type { Deps } from '../../deps.js';
+import type { ApiEnv } from './index.js';
+import { conflict, errors, idempotencyReused, json, notFound, security } from './schemas.js';
+
+const Slug = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'lower-case letters, digits and dashes, at most 63');
+const Fields = z.array(z.enum(SIGNUP_FIELDS)).max(SIGNUP_FIELDS.length)
+  .openapi({ description: 'optional signup fields the list collects', example: ['first_name'] });
+const ConsentText = z.string().trim().min(1).max(10_000).openapi({ description: 'the wording people agree to' });
+const SlugParam = z.object({ slug: z.string().openapi({ param: { name: 'slug', in: 'path' } }) });
+
+const ListSchema = z.object({
+  slug: z.string(),
+  name: z.string(),
+  fields: z.array(z.string()),
+  consent_text: z.string(),
+  consent_version: z.number().int(),
+  counts: z.record(z.string(), z.number().int()).optional(),
+}).openapi('List');
+
+const CreateListSchema = z.object({
+  slug: Slug,
+  name: z.string().trim().min(1).max(200),
+  consent_text: ConsentText,
+  fields: Fields.optional(),
+}).strict();
+
+const UpdateListSchema = z.object({
+  name: z.string().trim().min(1).max(200).optional(),
+  consent_text: ConsentText.optional(),
+  fields: Fields.optional(),
+}).strict();
+
+function listJson(list: ListWithConsent | ListView): z.infer<typeof ListSchema> {
+  return {
+    slug: list.slug,
+    name: list.name,
+    fields: list.fields,
+    consent_text: list.consentText,
+    consent_version: list.consentVersion,
+    ...('counts' in list && { counts: list.counts }),
+  };
+}
+
+export function listRoutes(app: OpenAPIHono<ApiEnv>, deps: Deps): void {
+  app.openapi(createRoute({
+    method: 'post', path: '/v1/lists', summary: 'Create a list', security,
+    request: { body: { required: true, ...json(CreateListSchema) } },
+    responses: { 201: { description: 'the list', ...json(ListSchema) }, ...errors, ...conflict('slug taken'), ...idempotencyReused },
+  }), async (c) => {
+    const body = c.req.valid('json');
+    const list = await createList(deps, { slug: body.slug, name: body.name, consentText: body.consent_text, fields: body.fields });
+    return c.json(listJson(list), 201);
+  });
+
+  app.openapi(createRoute({
+    method: 'get', path: '/v1/lists', summary: 'The lists, with counts by status', security,
+    responses: { 200: { description: 'the lists', ...json(z.object({ data: z.array(ListSchema) })) }, ...errors },
+  }), async (c) => c.json({ data: (await listLists(deps)).map(listJson) }, 200));
+
+  app.openapi(createRoute({
+    method: 'get', path: '/v1/lists/{slug}', summary: 'One list', security,
+    request: { params: SlugParam },
+    responses: { 200: { description: 'the list', ...json(ListSchema) }, ...errors, ...notFound },
+  }), async (c) => c.json(listJson(await getList(deps, c.req.valid('param').slug)), 200));
+
+  app.openapi(createRoute({
+    method: 'patch', path: '/v1/lists/{slug}', summary: 'Change a list; a new consent text becomes its current version', security,
+    request: { params: SlugParam, body: { required: true, ...json(UpdateListSchema) } },
+    responses: { 200: { description: 'the list', ...json(ListSchema) }, ...errors, ...notFound },
+  }), async (c) => {
+    const body = c.req.valid('json');
+    const list = await updateList(deps, c.req.valid('param').slug, { name: body.name, consentText: body.consent_text, fields: body.fields });
+    return c.json(listJson(list), 200);
+  });
+}

@@ -1,0 +1,20 @@
+// Shared pieces of the API's zod schemas (each also documents itself in OpenAPI).
+import { z } from '@hono/zod-openapi';
+
+export const ErrorSchema = z.object({
+  error: z.object({ code: z.string(), message: z.string(), fields: z.record(z.string(), z.string()).optional() }),
+}).openapi('Error');
+
+export const json = <T extends z.ZodType>(schema: T) => ({ content: { 'application/json': { schema } } });
+
+const error = (description: string) => ({ description, ...json(ErrorSchema) });
+
+export const errors = {
+  400: error('invalid input: `fields` names each bad field'),
+  401: error('missing, wrong or revoked API key'),
+} as const;
+export const notFound = { 404: error('not found') } as const;
+export const conflict = (description: string) => ({ 409: error(description) }) as const;
+export const idempotencyReused = { 422: error('Idempotency-Key reused for a different request') } as const;
+
+export const security = [{ bearer: [] }];

@@ -1,0 +1,117 @@
+// /api/v1/subscribers
+import { createRoute, type OpenAPIHono, z } from '@hono/zod-openapi';
+import {
+  AFFINITY_LEVELS, consentRecord, eraseSubscriber, exportSubscriber, findSubscribers, getSubscriber, recordAffinity,
+} from '../../consent/subscribers.js';
+import { normaliseEmail } from '../../consent/address.js';
+import type { Deps } from '../../deps.js';
+import { DomainError } from '../../errors.js';
+import type { ApiEnv } from './index.js';
+import { conflict, errors, idempotencyReused, json, notFound, security } from './schemas.js';
+
+const STATUSES = ['pending', 'confirmed', 'unsubscribed', 'bounced', 'complained'] as const;
+const IdParam = z.object({ id: z.string().openapi({ param: { name: 'id', in: 'path' }, format: 'uuid' }) });
+
+const SubscriptionSchema = z.object({
+  list: z.string(),
+  status: z.enum(STATUSES),
+  consent_version: z.number().int().nullable(),
+  consent_text: z.string().nullable().openapi({ description: 'the wording this person agreed to' }),
+  requested_at: z.string().nullable(),
+  confirmed_at: z.string().nullable(),
+  unsubscribed_at: z.string().nullable(),
+});
+
+const SubscriberSchema = z.object({
+  id: z.string(),
+  email: z.string(),
+  first_name: z.string().nullable(),
+  last_name: z.string().nullable(),
+  attributes: z.record(z.string(), z.unknown()),
+  locale: z.string(),
+  created_at: z.string(),
+  affinity: z.enum(AFFINITY_LEVELS).nullable(),
+  subscriptions: z.array(SubscriptionSchema),
+}).openapi('Subscriber');
+
+const FindQuery = z.object({
+  email: z.string().max(320).optional(),
+  list: z.string().max(100).optional(),
+  status: z.enum(STATUSES).optional(),
+  limit: z.coerce.number().int().min(1).max(500).default(50),
+  cursor: z.string().max(200).optional().openapi({ description: 'next_cursor of the previous page' }),
+});
+
+const ConsentEventSchema = z.object({
+  id: z.string(),
+  kind: z.enum(['requested', 'confirmed', 'withdrawn', 'erased']),
+  list: z.string().nullable(),
+  occurred_at: z.string(),
+  hash: z.string(),
+  evidence: z.record(z.string(), z.unknown()).nullable().openapi({ description: 'null once erased' }),
+  verified: z.boolean(),
+});
+const ConsentSchema = z.object({
+  subscriber_id: z.string(), verified: z.boolean(), events: z.array(ConsentEventSchema),
+}).openapi('ConsentRecord');
+
+const AffinityBody = z.object({ level: z.enum(AFFINITY_LEVELS), reason: z.string().trim().min(1).max(500) }).strict();
+const AffinityEventSchema = z.object({
+  subscriber_id: z.string(), level: z.enum(AFFINITY_LEVELS), reason: z.string(), recorded_by: z.string().nullable(), occurred_at: z.string(),
+}).openapi('AffinityEvent');
+
+/** Dates as ISO strings, the way c.json would write them anyway, so the types line up. */
+const plain = <T>(value: T) => JSON.parse(JSON.stringify(value)) as never;
+
+export function subscriberRoutes(app: OpenAPIHono<ApiEnv>, deps: Deps): void {
+  app.openapi(createRoute({
+    method: 'get', path: '/v1/subscribers', summary: 'Find subscribers (keyset paging: pass next_cursor back as cursor)', security,
+    request: { query: FindQuery },
+    responses: { 200: { description: 'one page', ...json(z.object({ data: z.array(SubscriberSchema), next_cursor: z.string().nullable() })) }, ...errors, ...notFound },
+  }), async (c) => {
+    const query = c.req.valid('query');
+    const email = query.email === undefined ? undefined : normaliseEmail(query.email);
+    if (query.email !== undefined && email === undefined) throw new DomainError('invalid_input', 'not a valid email address', { email: 'not valid' });
+    return c.json(plain(await findSubscribers(deps, { ...query, email })), 200);
+  });
+
+  app.openapi(createRoute({
+    method: 'get', path: '/v1/subscribers/{id}', summary: 'One subscriber, with subscriptions and affinity', security,
+    request: { params: IdParam },
+    responses: { 200: { description: 'the subscriber', ...json(SubscriberSchema) }, ...errors, ...notFound },
+  }), async (c) => c.json(plain(await getSubscriber(deps, c.req.valid('param').id)), 200));
+
+  app.openapi(createRoute({
+    method: 'get', path: '/v1/subscribers/{id}/consent', summary: 'The proof of consent: every event, its evidence, and whether the chain verifies', security,
+    request: { params: IdParam },
+    responses: { 200: { description: 'the consent record', ...json(ConsentSchema) }, ...errors, ...notFound },
+  }), async (c) => c.json(plain(await consentRecord(deps, c.req.valid('param').id)), 200));
+
+  app.openapi(createRoute({
+    method: 'post', path: '/v1/subscribers/{id}/affinity', summary: 'Record a new affinity level', security,
+    request: { params: IdParam, body: { required: true, ...json(AffinityBody) } },
+    responses: {
+      201: { description: 'the recorded event', ...json(AffinityEventSchema) }, ...errors, ...notFound,
+      ...conflict('the subscriber has not confirmed'), ...idempotencyReused,
+    },
+  }), async (c) => {
+    const body = c.req.valid('json');
+    const event = await recordAffinity(deps, c.req.valid('param').id, { ...body, recordedBy: c.get('apiKey').name });
+    return c.json(plain(event), 201);
+  });
+
+  app.openapi(createRoute({
+    method: 'get', path: '/v1/subscribers/{id}/export', summary: 'Everything held about the person', security,
+    request: { params: IdParam },
+    responses: { 200: { description: 'the export', ...json(z.record(z.string(), z.unknown())) }, ...errors, ...notFound },
+  }), async (c) => c.json(plain(await exportSubscriber(deps, c.req.valid('param').id)), 200));
+
+  app.openapi(createRoute({
+    method: 'delete', path: '/v1/subscribers/{id}', summary: 'Erase the person; the address stays suppressed as a hash only', security,
+    request: { params: IdParam },
+    responses: { 204: { description: 'erased' }, ...errors, ...notFound },
+  }), async (c) => {
+    await eraseSubscriber(deps, c.req.valid('param').id, { by: 'api', key: c.get('apiKey').name });
+    return c.body(null, 204);
+  });
+}
