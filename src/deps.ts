@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import type { TokenSigner } from './consent/tokens.js';
 import type { Database } from './db/database.js';
+import type { Catalogues } from './i18n.js';
 import type { MailTemplates } from './mail/templates.js';
 import type { Metrics } from './metrics.js';
 
@@ -17,7 +18,10 @@ export interface Deps {
   log: Logger;
   signer: TokenSigner;
   mailTemplates: MailTemplates;
+  catalogues: Catalogues;
   metrics: Metrics;
   /** Tells the in-process outbox worker that a mail is waiting, so it need not wait for its poll. */
   wakeOutbox: () => void;
+  /** Tells the in-process campaign worker that a campaign started or resumed. */
+  wakeCampaigns: () => void;
 }

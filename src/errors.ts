@@ -9,6 +9,10 @@ export type ErrorCode =
   | 'not_confirmed'
   | 'idempotency_key_reused'
   | 'idempotency_key_in_progress'
+  | 'campaign_not_found'
+  | 'campaign_not_draft'
+  | 'campaign_state'
+  | 'template_invalid'
   | 'unauthorized'
   | 'rate_limited'
   | 'payload_too_large'
@@ -21,6 +25,8 @@ export class DomainError extends Error {
     message: string,
     /** Field name -> what is wrong with it, for invalid_input. */
     readonly fields?: Record<string, string>,
+    /** Where a template is wrong, for template_invalid. */
+    readonly details?: { source: string; line: number | null; message: string }[],
   ) {
     super(message);
     this.name = 'DomainError';

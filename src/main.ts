@@ -16,6 +16,7 @@ import { MailTemplates } from './mail/templates.js';
 import { folderSender, type MailSender, smtpSender } from './mail/transport.js';
 import { createMetrics } from './metrics.js';
 import { loadOrCreateDevSecret } from './secrets.js';
+import { CampaignWorker } from './workers/campaign.js';
 import { OutboxWorker } from './workers/outbox.js';
 
 export type Role = 'serve' | 'worker';
@@ -68,35 +69,40 @@ export function createSender(config: Config): MailSender {
     : folderSender(path.join(config.dataDir, 'outbox'), { dkim: config.dkim });
 }
 
-export async function buildDeps(config: Config, log: Logger, db: Database, wakeOutbox: () => void = () => undefined): Promise<Deps> {
+export async function buildDeps(config: Config, log: Logger, db: Database, wake: { outbox?: () => void; campaigns?: () => void } = {}): Promise<Deps> {
+  const catalogues = loadCatalogues();
   return {
     db,
     config,
     log,
     clock: () => Date.now(),
     signer: new TokenSigner(config.tokenSecrets!),
-    mailTemplates: await MailTemplates.load(loadCatalogues()),
+    mailTemplates: await MailTemplates.load(catalogues),
+    catalogues,
     metrics: createMetrics(),
-    wakeOutbox,
+    wakeOutbox: wake.outbox ?? (() => undefined),
+    wakeCampaigns: wake.campaigns ?? (() => undefined),
   };
 }
 
 export interface Service {
   deps: Deps;
   server: ServerType | undefined;
-  worker: OutboxWorker | undefined;
   stop(): Promise<void>;
 }
 
 export async function startService(config: Config, roles: readonly Role[], log = createLogger(config)): Promise<Service> {
   const database = await openDatabase(config, log);
   let worker: OutboxWorker | undefined;
-  const deps = await buildDeps(config, log, database.db, () => worker?.wake());
+  let campaignWorker: CampaignWorker | undefined;
+  const deps = await buildDeps(config, log, database.db, { outbox: () => worker?.wake(), campaigns: () => campaignWorker?.wake() });
   const sender = roles.includes('worker') ? createSender(config) : undefined;
   if (sender) {
     worker = new OutboxWorker({ ...deps, sender });
+    campaignWorker = new CampaignWorker({ ...deps, sender });
     worker.start();
-    log.info({ worker: worker.id, transport: config.smtpUrl ? 'smtp' : path.join(config.dataDir, 'outbox') }, 'outbox worker started');
+    campaignWorker.start();
+    log.info({ workers: [worker.id, campaignWorker.id], transport: config.smtpUrl ? 'smtp' : path.join(config.dataDir, 'outbox') }, 'mail workers started');
   }
   let server: ServerType | undefined;
   if (roles.includes('serve')) {
@@ -106,6 +112,7 @@ export async function startService(config: Config, roles: readonly Role[], log =
       server.once('error', reject);
     }).catch(async (error: unknown) => {
       await worker?.stop();
+      await campaignWorker?.stop();
       await database.close();
       throw error;
     });
@@ -114,10 +121,9 @@ export async function startService(config: Config, roles: readonly Role[], log =
   return {
     deps,
     server,
-    worker,
     async stop() {
       await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
-      await worker?.stop();
+      await Promise.all([worker?.stop(), campaignWorker?.stop()]);
       sender?.close();
       await database.close();
     },

@@ -16,6 +16,7 @@ export function createMetrics() {
     }),
     signups: new Counter({ name: 'assent_signups_total', help: 'Signups accepted, by outcome', labelNames: ['outcome'] as const, registers: [registry] }),
     confirmations: new Counter({ name: 'assent_confirmations_total', help: 'Subscriptions confirmed', registers: [registry] }),
+    unsubscribes: new Counter({ name: 'assent_unsubscribes_total', help: 'Subscriptions withdrawn', registers: [registry] }),
     mailsSent: new Counter({ name: 'assent_mails_sent_total', help: 'Mails accepted by the relay, by kind', labelNames: ['kind'] as const, registers: [registry] }),
     mailsFailed: new Counter({ name: 'assent_mails_failed_total', help: 'Mail attempts that failed, by kind and whether permanent', labelNames: ['kind', 'permanent'] as const, registers: [registry] }),
     sendLatency: new Histogram({

@@ -168,6 +168,13 @@ export async function markSubscriptionConfirmed(trx: Trx, key: { subscriberId: s
     .execute();
 }
 
+export async function markSubscriptionWithdrawn(trx: Trx, key: { subscriberId: string; listId: string }, at: Date): Promise<void> {
+  await trx.updateTable('subscriptions')
+    .set({ status: 'unsubscribed', unsubscribed_at: at, pending_since: null, pending_fields: null, pending_consent_version: null, updated_at: sql`now()` })
+    .where('subscriber_id', '=', key.subscriberId).where('list_id', '=', key.listId)
+    .execute();
+}
+
 /** What the person typed with their signup, applied once their click proves the address is theirs. */
 export async function applySubscriberFields(trx: Trx, id: string, fields: { first_name?: string; last_name?: string; locale?: string }): Promise<void> {
   if (Object.keys(fields).length === 0) return;

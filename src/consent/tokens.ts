@@ -27,6 +27,23 @@ export type TokenCheck =
   | { ok: false; reason: 'expired'; claims: ConfirmClaims };
 
 export const CONFIRM_TTL_MS = 7 * 24 * 3600 * 1000;
+/** Preferences links in mails keep working this long; "Lost your mail?" sends a fresh one. */
+export const PREFERENCES_TTL_MS = 180 * 24 * 3600 * 1000;
+
+/** One-click unsubscribe: for one subscriber and list, and it never expires (RFC 8058 §3.2 asks for a URL that keeps working). */
+export interface UnsubscribeClaims {
+  subscriberId: string;
+  listId: string;
+}
+
+export interface PreferencesClaims {
+  subscriberId: string;
+  expiresAt: number;
+}
+
+export type PreferencesCheck =
+  | { ok: true; claims: PreferencesClaims }
+  | { ok: false; reason: 'invalid' | 'expired' };
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const ID = /^[1-9]\d{0,18}$/;
@@ -69,6 +86,31 @@ export class TokenSigner {
     };
     if (claims.expiresAt <= now) return { ok: false, reason: 'expired', claims };
     return { ok: true, claims };
+  }
+
+  signUnsubscribe(claims: UnsubscribeClaims): string {
+    return this.sign([PURPOSE_CODE.unsubscribe, claims.subscriberId, claims.listId].join('.'));
+  }
+
+  verifyUnsubscribe(token: string): UnsubscribeClaims | undefined {
+    const [purpose, subscriberId, listId, ...rest] = this.verify(token)?.split('.') ?? [];
+    if (purpose !== PURPOSE_CODE.unsubscribe || rest.length > 0 || !subscriberId || !UUID.test(subscriberId) || !listId || !ID.test(listId)) {
+      return undefined;
+    }
+    return { subscriberId, listId };
+  }
+
+  signPreferences(claims: PreferencesClaims): string {
+    return this.sign([PURPOSE_CODE.preferences, claims.subscriberId, String(claims.expiresAt)].join('.'));
+  }
+
+  verifyPreferences(token: string, now: number): PreferencesCheck {
+    const [purpose, subscriberId, expiry, ...rest] = this.verify(token)?.split('.') ?? [];
+    if (purpose !== PURPOSE_CODE.preferences || rest.length > 0 || !subscriberId || !UUID.test(subscriberId) || !expiry || !TIME.test(expiry)) {
+      return { ok: false, reason: 'invalid' };
+    }
+    const claims = { subscriberId, expiresAt: Number(expiry) };
+    return claims.expiresAt <= now ? { ok: false, reason: 'expired' } : { ok: true, claims };
   }
 
   private sign(payload: string): string {

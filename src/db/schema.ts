@@ -35,6 +35,7 @@ export interface SubscribersTable {
   created_at: Generated<Date>;
   updated_at: Generated<Date>;
   erased_at: Date | null;
+  affinity_cap: AffinityLevel | null;
 }
 
 export interface SubscriptionsTable {
@@ -116,6 +117,9 @@ export interface DB {
   outbox: OutboxTable;
   api_keys: ApiKeysTable;
   idempotency_keys: IdempotencyKeysTable;
+  campaigns: CampaignsTable;
+  campaign_messages: CampaignMessagesTable;
+  send_rate_bucket: SendRateBucketTable;
 }
 
 export type List = Selectable<ListsTable>;
@@ -142,4 +146,43 @@ export interface IdempotencyKeysTable {
   status: number | null;
   body: string | null;
   created_at: Generated<Date>;
+}
+
+export type CampaignStatus = 'draft' | 'sending' | 'paused' | 'sent' | 'cancelled';
+export type MessageStatus = 'queued' | 'sent' | 'failed' | 'skipped';
+
+export interface CampaignsTable {
+  id: Generated<string>;
+  name: string;
+  list_id: string;
+  subject: string;
+  mjml: string;
+  html_template: string;
+  text_template: string;
+  min_affinity: Generated<AffinityLevel>;
+  status: Generated<CampaignStatus>;
+  created_at: Generated<Date>;
+  updated_at: Generated<Date>;
+  sending_at: Date | null;
+  finished_at: Date | null;
+}
+
+export interface CampaignMessagesTable {
+  campaign_id: string;
+  subscriber_id: string;
+  status: Generated<MessageStatus>;
+  attempts: Generated<number>;
+  run_at: Generated<Date>;
+  locked_by: string | null;
+  locked_until: Date | null;
+  message_id: string | null;
+  smtp_response: string | null;
+  last_error: string | null;
+  sent_at: Date | null;
+}
+
+export interface SendRateBucketTable {
+  id: number;
+  tokens: number;
+  refilled_at: Date;
 }

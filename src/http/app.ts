@@ -63,7 +63,9 @@ export function createApp(deps: Deps): Hono<PublicEnv> {
     if (domain.code === 'unavailable') c.header('Retry-After', '5');
     const isForm = c.req.path === '/subscribe' && !c.get('wantsJson');
     if (!isForm) {
-      const body: ErrorBody = { error: { code: domain.code, message: domain.message, ...(domain.fields && { fields: domain.fields }) } };
+      const body: ErrorBody = { error: {
+        code: domain.code, message: domain.message, ...(domain.fields && { fields: domain.fields }), ...(domain.details && { details: domain.details }),
+      } };
       return c.json(body, status);
     }
     const [titleKey, bodyKey] = PAGE_TITLES[domain.code] ?? ['page.error.title'];

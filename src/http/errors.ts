@@ -12,6 +12,10 @@ export const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   not_confirmed: 409,
   idempotency_key_in_progress: 409,
   idempotency_key_reused: 422,
+  campaign_not_found: 404,
+  campaign_not_draft: 409,
+  campaign_state: 409,
+  template_invalid: 422,
   payload_too_large: 413,
   unsupported_media_type: 415,
   rate_limited: 429,
@@ -19,5 +23,10 @@ export const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
 };
 
 export interface ErrorBody {
-  error: { code: ErrorCode; message: string; fields?: Record<string, string> };
+  error: {
+    code: ErrorCode;
+    message: string;
+    fields?: Record<string, string>;
+    details?: { source: string; line: number | null; message: string }[];
+  };
 }

@@ -4,10 +4,12 @@ import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { cors } from 'hono/cors';
 import { z } from 'zod';
+import { preferencesUrl } from '../campaigns/message.js';
 import { cleanName, normaliseEmail } from '../consent/address.js';
 import { type ConfirmLinkState, confirmSubscription, inspectConfirmLink } from '../consent/confirm.js';
 import { listAllLists } from '../consent/store.js';
 import { signup } from '../consent/signup.js';
+import { inspectUnsubscribe, unsubscribe, type UnsubscribeTarget } from '../consent/unsubscribe.js';
 import type { Deps } from '../deps.js';
 import { DomainError } from '../errors.js';
 import { chooseLocale, type Locale, localeFromAcceptLanguage, matchLocale, TEMPLATES_DIR } from '../i18n.js';
@@ -167,6 +169,42 @@ export function publicApp(deps: Deps, pages: Pages): Hono<PublicEnv> {
     // The Referer of this POST would be the confirm page itself, token and all: keep only Origin.
     const context = { ...requestContext(c, deps.config.trustProxy), page: c.req.header('origin')?.slice(0, 2048) ?? null };
     return renderLinkState(c, await confirmSubscription(deps, c.req.param('token'), context));
+  });
+
+  // One-click unsubscribe (RFC 8058): the List-Unsubscribe URL. A POST carrying
+  // List-Unsubscribe=One-Click unsubscribes at once and answers 200, never a redirect; GET
+  // only shows the button, because mail scanners follow links.
+  app.use('/u/*', async (c, next) => {
+    await next();
+    c.header('Referrer-Policy', 'no-referrer');
+    c.header('Cache-Control', 'no-store');
+  });
+  const unsubscribePage = (c: Context, state: 'ask' | 'missing' | 'done' | 'invalid', target?: UnsubscribeTarget, subscriberId?: string) => {
+    const locale = pageLocale(c, target?.locale);
+    const preferences = subscriberId && target ? preferencesUrl(deps, subscriberId) : undefined;
+    return c.html(pages.render('unsubscribe', locale, { state, list_name: target?.list.name, preferences_url: preferences }),
+      state === 'invalid' || state === 'missing' ? 400 : 200);
+  };
+  app.get('/u/:token', async (c) => {
+    const claims = deps.signer.verifyUnsubscribe(c.req.param('token'));
+    const target = claims && await inspectUnsubscribe(deps, claims);
+    if (!claims || !target) return unsubscribePage(c, 'invalid');
+    return unsubscribePage(c, target.status === 'unsubscribed' ? 'done' : 'ask', target, claims.subscriberId);
+  });
+  app.post('/u/:token', bodyLimit({ maxSize: MAX_BODY_BYTES, onError: () => { throw new DomainError('payload_too_large', 'the body is too large'); } }), async (c) => {
+    const token = c.req.param('token');
+    const claims = deps.signer.verifyUnsubscribe(token);
+    if (!claims) return unsubscribePage(c, 'invalid');
+    const body = await c.req.parseBody().catch(() => ({} as Record<string, unknown>));
+    if (body['List-Unsubscribe'] !== 'One-Click') {
+      const target = await inspectUnsubscribe(deps, claims);
+      return target ? unsubscribePage(c, 'missing', target, claims.subscriberId) : unsubscribePage(c, 'invalid');
+    }
+    const context = { ...requestContext(c, deps.config.trustProxy), page: c.req.header('origin')?.slice(0, 2048) ?? null };
+    // A mail client's one-click POST names no page; our own form's does (same origin).
+    const method = context.page === null && !c.req.header('referer') ? 'one-click' : 'page';
+    const target = await unsubscribe(deps, claims, { token, context, method });
+    return target ? unsubscribePage(c, 'done', target, claims.subscriberId) : unsubscribePage(c, 'done');
   });
 
   return app;

@@ -5,6 +5,15 @@ import path from 'node:path';
 import nodemailer from 'nodemailer';
 import type { DkimConfig } from '../config.js';
 
+// nodemailer's default list (RFC 6376 §5.4.1) plus List-Unsubscribe-Post: the one-click
+// header must be signed, or a receiver may ignore it (RFC 8058 §4).
+const DKIM_HEADERS = 'From:Sender:Reply-To:Subject:Date:Message-ID:To:Cc:MIME-Version:Content-Type:'
+  + 'Content-Transfer-Encoding:Content-ID:Content-Description:Resent-Date:Resent-From:Resent-Sender:Resent-To:'
+  + 'Resent-Cc:Resent-Message-ID:In-Reply-To:References:List-Id:List-Help:List-Unsubscribe:List-Unsubscribe-Post:'
+  + 'List-Subscribe:List-Post:List-Owner:List-Archive';
+
+const dkimOptions = (dkim: DkimConfig | undefined) => dkim && { ...dkim, headerFieldNames: DKIM_HEADERS };
+
 export interface OutgoingMail {
   from: string;
   to: string;
@@ -13,6 +22,8 @@ export interface OutgoingMail {
   text: string;
   messageId: string;
   headers?: Record<string, string>;
+  /** nodemailer's list headers (List-Id, List-Unsubscribe, …), which it formats and encodes correctly. */
+  list?: Record<string, { url: string; comment?: string }>;
 }
 
 export interface MailSender {
@@ -57,7 +68,7 @@ export function smtpSender(smtpUrl: string, options: { dkim?: DkimConfig | undef
     // A relay on localhost or inside a private network often has a self-signed certificate;
     // STARTTLS is still used when offered. smtps:// verifies as usual.
     tls: { rejectUnauthorized: url.protocol === 'smtps:' },
-    dkim: options.dkim,
+    dkim: dkimOptions(options.dkim),
   });
   return {
     async send(mail) {
@@ -74,7 +85,7 @@ export function smtpSender(smtpUrl: string, options: { dkim?: DkimConfig | undef
 
 /** Development: each mail as an .eml file, written whole then renamed so no reader sees half. */
 export function folderSender(dir: string, options: { dkim?: DkimConfig | undefined } = {}): MailSender {
-  const transport = nodemailer.createTransport({ streamTransport: true, buffer: true, newline: 'unix', dkim: options.dkim });
+  const transport = nodemailer.createTransport({ streamTransport: true, buffer: true, newline: 'unix', dkim: dkimOptions(options.dkim) });
   return {
     async send(mail) {
       const info = await transport.sendMail(mail);

@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Deps } from '../deps.js';
 import { type MailSender, SendError } from '../mail/transport.js';
+import { WorkerLoop } from './loop.js';
 import * as store from './store.js';
 
 export interface OutboxWorkerOptions {
@@ -33,13 +34,12 @@ type WorkerDeps = Pick<Deps, 'db' | 'log' | 'metrics' | 'config'> & { sender: Ma
 export class OutboxWorker {
   readonly id = `${hostname()}:${process.pid}:outbox:${randomUUID().slice(0, 8)}`;
   private readonly options: OutboxWorkerOptions;
-  private running = false;
-  private loop: Promise<void> | undefined;
-  private wakeUp: (() => void) | undefined;
-  private wakeRequested = false;
+  private readonly loop: WorkerLoop;
 
   constructor(private readonly deps: WorkerDeps, options: Partial<OutboxWorkerOptions> = {}) {
     this.options = { ...DEFAULT_OUTBOX_OPTIONS, ...options };
+    this.loop = new WorkerLoop(async () => ({ full: (await this.runOnce()) >= this.options.batchSize }),
+      { pollMs: this.options.pollMs, name: this.id }, deps.log);
   }
 
   /** Claims and sends one batch; resolves with how many mails it handled. */
@@ -77,51 +77,16 @@ export class OutboxWorker {
   }
 
   start(): void {
-    if (this.running) return;
-    this.running = true;
-    this.loop = this.run();
+    this.loop.start();
   }
 
   /** A mail was just queued: look now rather than at the next poll. */
   wake(): void {
-    this.wakeRequested = true;
-    this.wakeUp?.();
+    this.loop.wake();
   }
 
   /** Takes no more claims and waits for the batch in hand. */
-  async stop(): Promise<void> {
-    this.running = false;
-    this.wakeUp?.();
-    await this.loop;
-  }
-
-  private async run(): Promise<void> {
-    while (this.running) {
-      let handled = 0;
-      try {
-        handled = await this.runOnce();
-      } catch (error) {
-        this.deps.log.error({ err: error }, 'outbox claim failed; retrying');
-      }
-      if (handled < this.options.batchSize && this.running) await this.idle();
-    }
-  }
-
-  private idle(): Promise<void> {
-    if (this.wakeRequested) {
-      this.wakeRequested = false;
-      return Promise.resolve();
-    }
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, this.options.pollMs);
-      const self = this;
-      function done() {
-        clearTimeout(timer);
-        self.wakeUp = undefined;
-        self.wakeRequested = false;
-        resolve();
-      }
-      this.wakeUp = done;
-    });
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 }

@@ -53,3 +53,29 @@ export function confirmLink(text: string | undefined): string {
 }
 
 export const pathOf = (url: string) => new URL(url).pathname;
+
+/**
+ * Confirmed subscribers made in SQL, as a past of real signups would leave them (subscription
+ * confirmed, affinity recorded): campaign tests need hundreds, and signup is tested elsewhere.
+ */
+export async function seedConfirmed(tdb: TestDatabase, list: string, count: number, options: {
+  prefix?: string; level?: 'confirmed' | 'known' | 'engaged'; firstName?: string;
+} = {}): Promise<string[]> {
+  const { rows } = await tdb.query<{ id: string }>(`
+    with people as (
+      insert into subscribers (email, first_name, locale)
+      select $2 || n || '@example.org', $4, 'en' from generate_series(1, $3::int) n
+      returning id
+    ), subscribed as (
+      insert into subscriptions (subscriber_id, list_id, status, consent_version, confirmed_at)
+      select id, (select id from lists where slug = $1), 'confirmed', 1, now() from people
+    ), affinity as (
+      insert into affinity_events (subscriber_id, level, reason)
+      select id, v.level, v.reason from people
+      cross join (values (1, 'confirmed', 'confirmed a signup'), (2, $5, 'test')) v(step, level, reason)
+      where v.step = 1 or $5 <> 'confirmed'
+      order by v.step
+    )
+    select id from people`, [list, options.prefix ?? 'seed', count, options.firstName ?? null, options.level ?? 'confirmed']);
+  return rows.map((row) => row.id);
+}

@@ -7,6 +7,7 @@ import type { Deps } from '../../src/deps.js';
 import { createApp } from '../../src/http/app.js';
 import { buildDeps } from '../../src/main.js';
 import { smtpSender } from '../../src/mail/transport.js';
+import { CampaignWorker } from '../../src/workers/campaign.js';
 import { OutboxWorker, type OutboxWorkerOptions } from '../../src/workers/outbox.js';
 
 export const API_KEY = 'test-api-key-0123456789abcdef';
@@ -41,6 +42,7 @@ export interface TestService {
   clock: FakeClock;
   app: ReturnType<typeof createApp>;
   worker: OutboxWorker;
+  campaignWorker: CampaignWorker;
   /** JSON request to the API with the test key. */
   api(method: string, path: string, body?: unknown): Promise<Response>;
   close(): void;
@@ -53,13 +55,15 @@ export async function createTestService(db: Database, options: {
   const clock = new FakeClock();
   const deps = { ...(await buildDeps(config, pino({ level: 'silent' }), db)), clock: clock.read };
   const app = createApp(deps);
-  const sender = smtpSender(options.smtpUrl ?? 'smtp://127.0.0.1:9', { maxConnections: 2 });
+  const sender = smtpSender(options.smtpUrl ?? 'smtp://127.0.0.1:9', { maxConnections: 2, dkim: config.dkim });
   const worker = new OutboxWorker({ ...deps, sender }, { retryBaseMs: 0, pollMs: 50, ...options.worker });
+  const campaignWorker = new CampaignWorker({ ...deps, sender }, { retryBaseMs: 0, pollMs: 50 });
   return {
     deps,
     clock,
     app,
     worker,
+    campaignWorker,
     api: (method, path, body) => Promise.resolve(app.request(path, {
       method,
       headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' },

@@ -6,6 +6,8 @@ import { SMTPServer, type SMTPServerSession } from 'smtp-server';
 
 export interface ReceivedMail {
   envelopeTo: string[];
+  /** When the peer accepted RCPT TO: the moment this SMTP transaction named its recipient. */
+  rcptAt: number;
   raw: Buffer;
   parsed: ParsedMail;
 }
@@ -16,6 +18,9 @@ export class SmtpSink {
   readonly received: ReceivedMail[] = [];
   /** When set, every message is answered with this instead of 250. */
   refuse: Refusal;
+  /** Milliseconds to wait before answering each message: a slow relay. */
+  delayMs = 0;
+  private readonly rcptTimes = new Map<string, number>();
   private server: SMTPServer | undefined;
   private port = 0;
 
@@ -30,6 +35,10 @@ export class SmtpSink {
       logger: false,
       // close() otherwise waits up to 30 s for pooled client connections to leave
       closeTimeout: 200,
+      onRcptTo: (_address, session, callback) => {
+        this.rcptTimes.set(session.id, Date.now());
+        callback();
+      },
       onData: (stream, session: SMTPServerSession, callback) => {
         const chunks: Buffer[] = [];
         stream.on('data', (chunk: Buffer) => chunks.push(chunk));
@@ -40,10 +49,13 @@ export class SmtpSink {
             return;
           }
           const raw = Buffer.concat(chunks);
-          simpleParser(raw).then((parsed) => {
-            this.received.push({ envelopeTo: session.envelope.rcptTo.map((r) => r.address), raw, parsed });
+          const rcptAt = this.rcptTimes.get(session.id) ?? Date.now();
+          const answer = () => simpleParser(raw).then((parsed) => {
+            this.received.push({ envelopeTo: session.envelope.rcptTo.map((r) => r.address), rcptAt, raw, parsed });
             callback();
           }, callback);
+          if (this.delayMs > 0) setTimeout(answer, this.delayMs);
+          else void answer();
         });
       },
     });

@@ -6,6 +6,7 @@ import type { Deps } from '../../deps.js';
 import { DomainError } from '../../errors.js';
 import { type ApiKeyIdentity, ApiKeyVerifier } from '../../keys/keys.js';
 import { renderApiDocs } from './docs.js';
+import { campaignRoutes } from './campaigns.js';
 import { idempotency } from './idempotency.js';
 import { listRoutes } from './lists.js';
 import { subscriberRoutes } from './subscribers.js';
@@ -38,10 +39,12 @@ export function apiApp(deps: Deps): OpenAPIHono<ApiEnv> {
   const verifier = new ApiKeyVerifier(deps.db, deps.clock, deps.config.apiKey, (error) => deps.log.warn({ err: error }, 'could not record key use'));
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });
   app.use('/v1/*', bearerAuth(verifier));
-  app.use('/v1/*', idempotency(deps.db));
+  // A preview changes nothing and quotes the person: nothing to replay, nothing to keep.
+  app.use('/v1/*', idempotency(deps.db, { skip: (path) => path.endsWith('/preview') }));
 
   listRoutes(app, deps);
   subscriberRoutes(app, deps);
+  campaignRoutes(app, deps);
 
   const info = { title: 'assent', version: '1', description: 'Double-opt-in subscriptions with proof of consent' };
   app.doc31('/openapi.json', { openapi: '3.1.0', info, servers: [{ url: `${deps.config.publicUrl}/api` }] });

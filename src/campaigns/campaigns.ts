@@ -1,0 +1,118 @@
+// Campaigns: draft, preview, send, pause, resume, cancel.
+//
+// Glossary. A *campaign* is one mail to a list; its *messages* are one row per recipient,
+// fixed when sending starts (the audience). A message is *queued* until a worker sends it
+// (*sent*), the relay refuses it for good (*failed*), or it no longer may go (*skipped*:
+// unsubscribed, erased, or the campaign cancelled).
+import { findListBySlug } from '../consent/store.js';
+import type { Deps } from '../deps.js';
+import type { AffinityLevel, CampaignStatus, MessageStatus } from '../db/schema.js';
+import { DomainError } from '../errors.js';
+import { personalise } from './context.js';
+import { recipientLinks, sharedContext } from './message.js';
+import * as store from './store.js';
+import { compileCampaign, parseCampaign, renderCampaignMail } from './templates.js';
+
+export interface CampaignView {
+  id: string;
+  name: string;
+  list: string;
+  subject: string;
+  min_affinity: AffinityLevel;
+  status: CampaignStatus;
+  created_at: Date;
+  sending_at: Date | null;
+  finished_at: Date | null;
+  counts: Record<MessageStatus, number>;
+}
+
+const ID = /^[1-9]\d{0,18}$/;
+
+const notFound = (id: string) => new DomainError('campaign_not_found', `there is no campaign ${id}`);
+
+async function views(deps: Pick<Deps, 'db'>, rows: NonNullable<Awaited<ReturnType<typeof store.findCampaign>>>[]): Promise<CampaignView[]> {
+  const counts = await store.countMessages(deps.db, rows.map((row) => row.id));
+  return rows.map((row) => {
+    const own: Record<MessageStatus, number> = { queued: 0, sent: 0, failed: 0, skipped: 0 };
+    for (const count of counts) if (count.campaign_id === row.id) own[count.status] = count.count;
+    return {
+      id: row.id, name: row.name, list: row.list, subject: row.subject, min_affinity: row.min_affinity, status: row.status,
+      created_at: row.created_at, sending_at: row.sending_at, finished_at: row.finished_at, counts: own,
+    };
+  });
+}
+
+export async function getCampaign(deps: Pick<Deps, 'db'>, id: string): Promise<CampaignView> {
+  const row = ID.test(id) ? await store.findCampaign(deps.db, id) : undefined;
+  if (!row) throw notFound(id);
+  return (await views(deps, [row]))[0]!;
+}
+
+export async function listCampaigns(deps: Pick<Deps, 'db'>, page: { cursor?: string | undefined; limit: number }) {
+  if (page.cursor !== undefined && !ID.test(page.cursor)) throw new DomainError('invalid_input', 'the cursor is not one we gave out', { cursor: 'not valid' });
+  const rows = await store.listCampaigns(deps.db, { before: page.cursor, limit: page.limit });
+  const shown = rows.slice(0, page.limit);
+  return { data: await views(deps, shown), next_cursor: rows.length > page.limit ? shown.at(-1)!.id : null };
+}
+
+export async function createCampaign(deps: Pick<Deps, 'db'>, input: {
+  name: string; list: string; subject: string; mjml: string; minAffinity?: AffinityLevel | undefined;
+}): Promise<CampaignView> {
+  const list = await findListBySlug(deps.db, input.list);
+  if (!list) throw new DomainError('list_not_found', `there is no list "${input.list}"`);
+  const compiled = await compileCampaign(input.subject, input.mjml);
+  const id = await store.insertCampaign(deps.db, {
+    name: input.name, listId: list.id, subject: input.subject, mjml: input.mjml, ...compiled, minAffinity: input.minAffinity ?? 'confirmed',
+  });
+  return getCampaign(deps, id);
+}
+
+/** The mail one person would get, and which of their fields their affinity keeps out of it. */
+export async function previewCampaign(deps: Pick<Deps, 'db' | 'config' | 'signer' | 'catalogues' | 'clock'>, id: string, subscriberId: string) {
+  const campaign = ID.test(id) ? await store.findCampaignTemplates(deps.db, id) : undefined;
+  if (!campaign) throw notFound(id);
+  const recipient = /^[0-9a-f-]{36}$/i.test(subscriberId) ? await store.findRecipient(deps.db, subscriberId) : undefined;
+  if (!recipient) throw new DomainError('subscriber_not_found', `there is no subscriber ${subscriberId}`);
+  const list = (await store.findCampaign(deps.db, id))!;
+  const links = recipientLinks(deps, recipient.id, campaign.list_id);
+  const personal = personalise(
+    { ...recipient, email: recipient.email!, affinity: recipient.affinity ?? 'confirmed' },
+    sharedContext(deps, recipient, { name: list.list_name }, links),
+  );
+  const mail = await renderCampaignMail(parseCampaign(campaign), personal.context);
+  return { ...mail, affinity: personal.level, withheld: personal.withheld };
+}
+
+/** Fixes the audience and starts sending, in one transaction; 409 unless a draft. */
+export async function sendCampaign(deps: Pick<Deps, 'db' | 'wakeCampaigns'>, id: string): Promise<CampaignView> {
+  if (!ID.test(id)) throw notFound(id);
+  await deps.db.transaction().execute(async (trx) => {
+    const campaign = await store.findCampaign(trx, id);
+    if (!campaign) throw notFound(id);
+    if (!(await store.transitionCampaign(trx, id, ['draft'], 'sending'))) {
+      throw new DomainError('campaign_not_draft', `campaign ${id} is ${campaign.status}, not a draft`);
+    }
+    await store.insertAudience(trx, { id, listId: campaign.list_id, minAffinity: campaign.min_affinity });
+  });
+  deps.wakeCampaigns();
+  return getCampaign(deps, id);
+}
+
+const TRANSITIONS = {
+  pause: { from: ['sending'], to: 'paused' },
+  resume: { from: ['paused'], to: 'sending' },
+  cancel: { from: ['draft', 'sending', 'paused'], to: 'cancelled' },
+} as const satisfies Record<string, { from: CampaignStatus[]; to: CampaignStatus }>;
+
+export async function changeCampaignStatus(deps: Pick<Deps, 'db' | 'wakeCampaigns'>, id: string, action: keyof typeof TRANSITIONS): Promise<CampaignView> {
+  const { from, to } = TRANSITIONS[action];
+  const current = await getCampaign(deps, id);
+  await deps.db.transaction().execute(async (trx) => {
+    if (!(await store.transitionCampaign(trx, id, [...from], to))) {
+      throw new DomainError('campaign_state', `cannot ${action} a campaign that is ${current.status}`);
+    }
+    if (action === 'cancel') await store.skipQueuedMessages(trx, id);
+  });
+  if (action === 'resume') deps.wakeCampaigns();
+  return getCampaign(deps, id);
+}

@@ -1,0 +1,107 @@
+// The campaigns module's SQL: one exported function per statement.
+import { sql } from 'kysely';
+import type { Database, Trx } from '../db/database.js';
+import type { AffinityLevel, CampaignStatus, MessageStatus } from '../db/schema.js';
+
+type Db = Database | Trx;
+
+const campaignColumns = ['c.id', 'c.name', 'l.slug as list', 'l.name as list_name', 'c.list_id', 'c.subject', 'c.min_affinity', 'c.status',
+  'c.created_at', 'c.sending_at', 'c.finished_at'] as const;
+
+export async function insertCampaign(db: Db, campaign: {
+  name: string; listId: string; subject: string; mjml: string; htmlTemplate: string; textTemplate: string; minAffinity: AffinityLevel;
+}): Promise<string> {
+  const row = await db.insertInto('campaigns').values({
+    name: campaign.name, list_id: campaign.listId, subject: campaign.subject, mjml: campaign.mjml,
+    html_template: campaign.htmlTemplate, text_template: campaign.textTemplate, min_affinity: campaign.minAffinity,
+  }).returning('id').executeTakeFirstOrThrow();
+  return row.id;
+}
+
+export async function findCampaign(db: Db, id: string) {
+  return db.selectFrom('campaigns as c').innerJoin('lists as l', 'l.id', 'c.list_id')
+    .select(campaignColumns).where('c.id', '=', id).executeTakeFirst();
+}
+
+/** Newest first, keyset on id. */
+export async function listCampaigns(db: Db, options: { before?: string | undefined; limit: number }) {
+  return db.selectFrom('campaigns as c').innerJoin('lists as l', 'l.id', 'c.list_id')
+    .select(campaignColumns)
+    .$if(options.before !== undefined, (q) => q.where('c.id', '<', options.before!))
+    .orderBy('c.id', 'desc').limit(options.limit + 1).execute();
+}
+
+export async function findCampaignTemplates(db: Db, id: string) {
+  return db.selectFrom('campaigns').select(['id', 'subject', 'html_template', 'text_template', 'list_id', 'status'])
+    .where('id', '=', id).executeTakeFirst();
+}
+
+export async function countMessages(db: Db, campaignIds: string[]): Promise<{ campaign_id: string; status: MessageStatus; count: number }[]> {
+  if (campaignIds.length === 0) return [];
+  const rows = await db.selectFrom('campaign_messages')
+    .select(['campaign_id', 'status', (eb) => eb.fn.countAll<string>().as('count')])
+    .where('campaign_id', 'in', campaignIds).groupBy(['campaign_id', 'status']).execute();
+  return rows.map((row) => ({ ...row, count: Number(row.count) }));
+}
+
+/** Moves a campaign between statuses; undefined when it was not in one of `from`. */
+export async function transitionCampaign(db: Db, id: string, from: CampaignStatus[], to: CampaignStatus): Promise<{ id: string } | undefined> {
+  return db.updateTable('campaigns')
+    .set({
+      status: to,
+      updated_at: sql`now()`,
+      ...(to === 'sending' && from.includes('draft') && { sending_at: sql`now()` }),
+      ...((to === 'sent' || to === 'cancelled') && { finished_at: sql`now()` }),
+    })
+    .where('id', '=', id).where('status', 'in', from)
+    .returning('id').executeTakeFirst();
+}
+
+/**
+ * Fixes the audience in one statement, never in this process's memory: confirmed on the list,
+ * not erased, not suppressed, at least `min_affinity` (the lower of the recorded level and the
+ * person's cap). The primary key makes a second run add nobody twice.
+ */
+export async function insertAudience(trx: Trx, campaign: { id: string; listId: string; minAffinity: AffinityLevel }): Promise<number> {
+  const levels = sql`array['confirmed', 'known', 'engaged']`;
+  const result = await sql`
+    insert into campaign_messages (campaign_id, subscriber_id)
+    select ${campaign.id}, x.subscriber_id
+    from subscriptions x
+    join subscribers s on s.id = x.subscriber_id
+    where x.list_id = ${campaign.listId}
+      and x.status = 'confirmed'
+      and s.erased_at is null
+      and not exists (select 1 from suppressions p where p.address_hash = sha256(convert_to(lower(s.email), 'UTF8')))
+      and (${campaign.minAffinity} = 'confirmed' or least(
+        array_position(${levels}, (select a.level from affinity_events a where a.subscriber_id = s.id order by a.id desc limit 1)),
+        coalesce(array_position(${levels}, s.affinity_cap), 3)
+      ) >= array_position(${levels}, ${campaign.minAffinity}::text))
+    on conflict do nothing
+  `.execute(trx);
+  return Number(result.numAffectedRows ?? 0n);
+}
+
+export async function skipQueuedMessages(db: Db, campaignId: string): Promise<void> {
+  await db.updateTable('campaign_messages').set({ status: 'skipped', last_error: 'campaign cancelled', locked_by: null, locked_until: null })
+    .where('campaign_id', '=', campaignId).where('status', '=', 'queued').execute();
+}
+
+/** Marks a sending campaign sent once nothing of it is queued any more. */
+export async function finishCampaignIfDone(db: Db, campaignId: string): Promise<void> {
+  await sql`
+    update campaigns set status = 'sent', finished_at = now(), updated_at = now()
+    where id = ${campaignId} and status = 'sending'
+      and not exists (select 1 from campaign_messages where campaign_id = ${campaignId} and status = 'queued')
+  `.execute(db);
+}
+
+/** The recipient as the preview and the sender see them, with their current recorded level. */
+export async function findRecipient(db: Db, subscriberId: string) {
+  return db.selectFrom('subscribers as s')
+    .select(['s.id', 's.email', 's.first_name', 's.last_name', 's.attributes', 's.locale', 's.affinity_cap',
+      (eb) => eb.selectFrom('affinity_events as a').select('a.level').whereRef('a.subscriber_id', '=', 's.id')
+        .orderBy('a.id', 'desc').limit(1).as('affinity')])
+    .where('s.id', '=', subscriberId).where('s.erased_at', 'is', null)
+    .executeTakeFirst();
+}

@@ -1,0 +1,83 @@
+// /api/v1/campaigns
+import { createRoute, type OpenAPIHono, z } from '@hono/zod-openapi';
+import { changeCampaignStatus, createCampaign, getCampaign, listCampaigns, previewCampaign } from '../../campaigns/campaigns.js';
+import { sendCampaign } from '../../campaigns/campaigns.js';
+import type { Deps } from '../../deps.js';
+import type { ApiEnv } from './index.js';
+import { conflict, ErrorSchema, errors, idempotencyReused, json, notFound, security } from './schemas.js';
+
+const LEVELS = ['confirmed', 'known', 'engaged'] as const;
+const IdParam = z.object({ id: z.string().openapi({ param: { name: 'id', in: 'path' } }) });
+
+const CampaignSchema = z.object({
+  id: z.string(),
+  name: z.string(),
+  list: z.string(),
+  subject: z.string(),
+  min_affinity: z.enum(LEVELS),
+  status: z.enum(['draft', 'sending', 'paused', 'sent', 'cancelled']),
+  created_at: z.string(),
+  sending_at: z.string().nullable(),
+  finished_at: z.string().nullable(),
+  counts: z.object({ queued: z.number().int(), sent: z.number().int(), failed: z.number().int(), skipped: z.number().int() }),
+}).openapi('Campaign');
+
+const CreateBody = z.object({
+  name: z.string().trim().min(1).max(200),
+  list: z.string().min(1).max(100),
+  subject: z.string().min(1).max(998).openapi({ description: 'a Liquid template' }),
+  mjml: z.string().min(1).max(1_000_000).openapi({ description: 'an MJML document; text and free-form attributes may hold Liquid' }),
+  min_affinity: z.enum(LEVELS).optional(),
+}).strict();
+
+const PreviewSchema = z.object({
+  subject: z.string(), html: z.string(), text: z.string(), affinity: z.enum(LEVELS),
+  withheld: z.array(z.string()).openapi({ description: 'fields held about the person that their affinity kept out' }),
+}).openapi('Preview');
+
+const TemplateError = { 422: { description: 'MJML or Liquid errors, each with its line', ...json(ErrorSchema) } } as const;
+const plain = <T>(value: T) => JSON.parse(JSON.stringify(value)) as never;
+
+export function campaignRoutes(app: OpenAPIHono<ApiEnv>, deps: Deps): void {
+  app.openapi(createRoute({
+    method: 'post', path: '/v1/campaigns', summary: 'Create a draft', security,
+    request: { body: { required: true, ...json(CreateBody) } },
+    responses: { 201: { description: 'the draft', ...json(CampaignSchema) }, ...errors, ...notFound, ...TemplateError },
+  }), async (c) => {
+    const body = c.req.valid('json');
+    const campaign = await createCampaign(deps, { ...body, minAffinity: body.min_affinity });
+    return c.json(plain(campaign), 201);
+  });
+
+  app.openapi(createRoute({
+    method: 'get', path: '/v1/campaigns', summary: 'The campaigns, newest first', security,
+    request: { query: z.object({ limit: z.coerce.number().int().min(1).max(200).default(50), cursor: z.string().max(30).optional() }) },
+    responses: { 200: { description: 'one page', ...json(z.object({ data: z.array(CampaignSchema), next_cursor: z.string().nullable() })) }, ...errors },
+  }), async (c) => c.json(plain(await listCampaigns(deps, c.req.valid('query'))), 200));
+
+  app.openapi(createRoute({
+    method: 'get', path: '/v1/campaigns/{id}', summary: 'Status and counts', security,
+    request: { params: IdParam },
+    responses: { 200: { description: 'the campaign', ...json(CampaignSchema) }, ...errors, ...notFound },
+  }), async (c) => c.json(plain(await getCampaign(deps, c.req.valid('param').id)), 200));
+
+  app.openapi(createRoute({
+    method: 'post', path: '/v1/campaigns/{id}/preview', summary: 'The mail one subscriber would get', security,
+    request: { params: IdParam, body: { required: true, ...json(z.object({ subscriber_id: z.string() }).strict()) } },
+    responses: { 200: { description: 'the rendered mail', ...json(PreviewSchema) }, ...errors, ...notFound },
+  }), async (c) => c.json(await previewCampaign(deps, c.req.valid('param').id, c.req.valid('json').subscriber_id), 200));
+
+  app.openapi(createRoute({
+    method: 'post', path: '/v1/campaigns/{id}/send', summary: 'Fix the audience now and start sending', security,
+    request: { params: IdParam },
+    responses: { 202: { description: 'sending', ...json(CampaignSchema) }, ...errors, ...notFound, ...conflict('not a draft'), ...idempotencyReused },
+  }), async (c) => c.json(plain(await sendCampaign(deps, c.req.valid('param').id)), 202));
+
+  for (const action of ['pause', 'resume', 'cancel'] as const) {
+    app.openapi(createRoute({
+      method: 'post', path: `/v1/campaigns/{id}/${action}`, summary: `${action[0]!.toUpperCase()}${action.slice(1)} the campaign`, security,
+      request: { params: IdParam },
+      responses: { 200: { description: 'the campaign', ...json(CampaignSchema) }, ...errors, ...notFound, ...conflict('not allowed in this status') },
+    }), async (c) => c.json(plain(await changeCampaignStatus(deps, c.req.valid('param').id, action)), 200));
+  }
+}

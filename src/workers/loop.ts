@@ -1,0 +1,74 @@
+// The loop every worker runs: do one round; when it found a full batch, go again at once,
+// else wait for a wake-up (work was just queued in this process) or the poll interval (work
+// queued by another process).
+import type { Logger } from 'pino';
+
+export interface Round {
+  /** The round filled its batch: more is probably waiting. */
+  full: boolean;
+  /** Wait at least this long before the next round (a rate limit), in milliseconds. */
+  waitMs?: number;
+}
+
+export class WorkerLoop {
+  private running = false;
+  private loop: Promise<void> | undefined;
+  private wakeUp: (() => void) | undefined;
+  private wakeRequested = false;
+
+  constructor(
+    private readonly round: () => Promise<Round>,
+    private readonly options: { pollMs: number; name: string },
+    private readonly log: Logger,
+  ) {}
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.loop = this.run();
+  }
+
+  wake(): void {
+    this.wakeRequested = true;
+    this.wakeUp?.();
+  }
+
+  /** Takes no more work and waits for the round in hand to finish. */
+  async stop(): Promise<void> {
+    this.running = false;
+    this.wakeUp?.();
+    await this.loop;
+  }
+
+  private async run(): Promise<void> {
+    while (this.running) {
+      let result: Round = { full: false };
+      try {
+        result = await this.round();
+      } catch (error) {
+        this.log.error({ err: error, worker: this.options.name }, 'worker round failed; retrying');
+      }
+      if (!this.running) break;
+      if (result.waitMs !== undefined) await this.idle(result.waitMs, { wakeable: false });
+      else if (!result.full) await this.idle(this.options.pollMs, { wakeable: true });
+    }
+  }
+
+  private idle(ms: number, { wakeable }: { wakeable: boolean }): Promise<void> {
+    if (wakeable && this.wakeRequested) {
+      this.wakeRequested = false;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.wakeUp = undefined;
+        if (wakeable) this.wakeRequested = false;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      // A rate limit's wait is cut short only by stop(); a wake-up would just hit the limit again.
+      this.wakeUp = wakeable ? done : () => { if (!this.running) done(); };
+    });
+  }
+}
