@@ -59,6 +59,10 @@ export class SmtpSink {
         });
       },
     });
+    // A client that dies mid-session (a killed worker) resets its connection: not our error.
+    this.server.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.code !== 'ECONNRESET' && error.code !== 'EPIPE') throw error;
+    });
     await new Promise<void>((resolve, reject) => {
       this.server!.once('error', reject);
       this.server!.listen(port, '127.0.0.1', () => resolve());
