@@ -43,6 +43,23 @@ describe('rendering in every locale', () => {
       ...['invalid', 'expired', 'unknown', 'superseded'].map((reason) =>
         pages.render('token_error', locale, { reason, lists: [{ slug: 'a', name: 'A' }, { slug: 'b', name: 'B' }] })),
       pages.render('error', locale, { title_key: 'page.error.title', fields: ['field.email'] }),
+      ...['ask', 'missing', 'done', 'invalid'].map((state) => pages.render('unsubscribe', locale, { state, list_name: 'News', preferences_url: '/p' })),
+      pages.render('preferences', locale, {
+        base: '/preferences/x', saved: true, subscriber: { email: 'a@example.org', first_name: 'A', locale },
+        attributes: [{ name: 'city', value: 'Oslo' }], language_name: 'x', languages: [{ code: 'en', name: 'English' }],
+        subscriptions: ['pending', 'confirmed', 'unsubscribed', 'bounced', 'complained'].map((status) => ({
+          slug: status, name: 'News', status_key: `page.preferences.status.${status}`, consent_text: 'Yes', confirmed_on: '1 May', can_leave: true,
+        })),
+        level_key: 'page.preferences.level.known',
+        cap_options: ['confirmed', 'known', 'engaged'].map((value) => ({ value, key: `page.preferences.level.${value}` }))
+          .concat([{ value: 'none', key: 'page.preferences.cap.none' }]),
+      }),
+      pages.render('erase', locale, { base: '/preferences/x', done: false }),
+      pages.render('erase', locale, { done: true }),
+      pages.render('manage', locale, {}),
+      pages.render('manage', locale, { sent: true }),
+      pages.render('manage', locale, { reason: 'expired' }),
+      pages.render('manage', locale, { reason: 'invalid' }),
     ];
     for (const html of rendered) {
       expect(html).toContain(`<html lang="${locale}">`);
@@ -50,6 +67,14 @@ describe('rendering in every locale', () => {
       expect(html).not.toContain('<b>please');
     }
     expect(rendered[1]).toContain('&lt;News &amp; Co&gt;');
+  });
+
+  it.each(LOCALES)('%s: the preferences-link mail', async (locale) => {
+    const templates = await MailTemplates.load(catalogues);
+    const mail = templates.renderPreferencesLink({ locale, email: 'a@example.org', url: 'https://x.test/preferences/abc' });
+    expect(mail.subject).not.toBe('');
+    expect(mail.html).toContain('href="https://x.test/preferences/abc"');
+    expect(mail.html).not.toMatch(/\{\{|mail\.preferences/);
   });
 
   it.each(LOCALES)('%s: the confirmation mail', async (locale) => {

@@ -68,7 +68,7 @@ export async function signup(
     const now = deps.clock();
     const lastMail = subscription.last_confirmation_mail_at?.getTime();
     if (lastMail !== undefined && now - lastMail < RESEND_INTERVAL_MS) return 'throttled';
-    const mailsToday = await store.countConfirmationMailsSince(trx, subscriber.id, new Date(now - DAY_MS));
+    const mailsToday = await store.countMailsSince(trx, subscriber.id, 'confirmation', new Date(now - DAY_MS));
     if (mailsToday >= DAILY_CONFIRMATION_CAP) return 'throttled';
 
     const token = deps.signer.signConfirm({

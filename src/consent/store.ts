@@ -125,11 +125,10 @@ export async function findSubscription(db: Db, subscriberId: string, listId: str
     .executeTakeFirst();
 }
 
-/** Confirmation mails to one address since a time, over all lists (the daily cap). */
-export async function countConfirmationMailsSince(trx: Trx, subscriberId: string, since: Date): Promise<number> {
-  const row = await trx.selectFrom('outbox')
-    .select((eb) => eb.fn.countAll<string>().as('count'))
-    .where('subscriber_id', '=', subscriberId).where('kind', '=', 'confirmation').where('created_at', '>', since)
+/** Mails of one kind to one person since a time: the resend throttles. */
+export async function countMailsSince(trx: Trx, subscriberId: string, kind: string, since: Date): Promise<number> {
+  const row = await trx.selectFrom('outbox').select((eb) => eb.fn.countAll<string>().as('count'))
+    .where('subscriber_id', '=', subscriberId).where('kind', '=', kind).where('created_at', '>', since)
     .executeTakeFirstOrThrow();
   return Number(row.count);
 }

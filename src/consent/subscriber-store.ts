@@ -147,3 +147,22 @@ export async function deleteIdempotentAnswersAbout(trx: Trx, subscriber: { id: s
     ]))
     .execute();
 }
+
+export async function affinityCapOf(db: Db, subscriberId: string): Promise<AffinityLevel | null> {
+  const row = await db.selectFrom('subscribers').select('affinity_cap').where('id', '=', subscriberId).executeTakeFirst();
+  return row?.affinity_cap ?? null;
+}
+
+export async function updateSubscriberLocale(db: Db, subscriberId: string, locale: string): Promise<void> {
+  await db.updateTable('subscribers').set({ locale, updated_at: sql`now()` }).where('id', '=', subscriberId).execute();
+}
+
+export async function updateAffinityCap(db: Db, subscriberId: string, cap: AffinityLevel | null): Promise<void> {
+  await db.updateTable('subscribers').set({ affinity_cap: cap, updated_at: sql`now()` }).where('id', '=', subscriberId).execute();
+}
+
+export async function lockSubscriberByEmail(trx: Trx, key: string): Promise<{ id: string; email: string } | undefined> {
+  const row = await trx.selectFrom('subscribers').select(['id', 'email'])
+    .where(sql`lower(email)`, '=', key).where('erased_at', 'is', null).forUpdate().executeTakeFirst();
+  return row && row.email !== null ? { id: row.id, email: row.email } : undefined;
+}

@@ -28,7 +28,7 @@ export async function inspectUnsubscribe(deps: Pick<Deps, 'db'>, claims: Unsubsc
 export async function unsubscribe(
   deps: Pick<Deps, 'db' | 'metrics'>,
   claims: UnsubscribeClaims,
-  proof: { token: string; context: RequestContext; method: 'one-click' | 'page' },
+  proof: { token: string; context: RequestContext; method: 'one-click' | 'page' | 'preferences' },
 ): Promise<UnsubscribeTarget | undefined> {
   const target = await deps.db.transaction().execute(async (trx) => {
     const subscriber = await store.lockSubscriber(trx, claims.subscriberId);

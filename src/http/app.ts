@@ -9,6 +9,7 @@ import { apiApp } from './api/index.js';
 import { type ErrorBody, STATUS } from './errors.js';
 import { opsApp } from './ops.js';
 import { Pages } from './pages.js';
+import { preferencesApp } from './preferences.js';
 import { type PublicEnv, publicApp } from './public.js';
 
 const PAGE_TITLES: Partial<Record<ErrorCode, [title: string, body?: string]>> = {
@@ -50,6 +51,7 @@ export function createApp(deps: Deps): Hono<PublicEnv> {
   app.route('/', opsApp(deps));
   app.route('/api', apiApp(deps));
   app.route('/', publicApp(deps, pages));
+  app.route('/', preferencesApp(deps, pages));
 
   app.notFound((c) => c.json({ error: { code: 'not_found', message: 'no such resource' } }, 404));
 
@@ -61,7 +63,8 @@ export function createApp(deps: Deps): Hono<PublicEnv> {
     }
     const status = STATUS[domain.code];
     if (domain.code === 'unavailable') c.header('Retry-After', '5');
-    const isForm = c.req.path === '/subscribe' && !c.get('wantsJson');
+    // Landing pages' forms and recipients' pages get a page; the API and JSON signups get JSON.
+    const isForm = !c.req.path.startsWith('/api/') && !c.get('wantsJson');
     if (!isForm) {
       const body: ErrorBody = { error: {
         code: domain.code, message: domain.message, ...(domain.fields && { fields: domain.fields }), ...(domain.details && { details: domain.details }),

@@ -42,6 +42,7 @@ export class MailTemplates {
   private constructor(
     private readonly catalogues: Catalogues,
     private readonly confirmation: Template[],
+    private readonly preferences: Template[],
     private readonly liquid: Liquid,
   ) {}
 
@@ -49,15 +50,24 @@ export class MailTemplates {
     // Every value handed to these templates is escaped before it goes in (see render), so
     // Liquid's own escaping stays off here.
     const liquid = new Liquid({ strictVariables: true, strictFilters: true });
-    const html = await compileMjml(await readFile(`${dir}confirmation.mjml`, 'utf8'));
-    return new MailTemplates(catalogues, liquid.parse(html), liquid);
+    const compile = async (name: string) => liquid.parse(await compileMjml(await readFile(`${dir}${name}.mjml`, 'utf8')));
+    return new MailTemplates(catalogues, await compile('confirmation'), await compile('preferences'), liquid);
+  }
+
+  /** The mail that answers "Lost your mail?": a fresh link to the preferences page. */
+  renderPreferencesLink(input: { locale: Locale; email: string; url: string }): RenderedMail {
+    const values = { email: input.email };
+    const m = Object.fromEntries(['subject', 'heading', 'body', 'button', 'ignore']
+      .map((key) => [key, formatMessage(this.text(input.locale, `mail.preferences.${key}`), values)]));
+    const html = this.liquid.renderSync(this.preferences, { locale: input.locale, m, url: escapeHtml(input.url) }) as string;
+    const subject = formatPlain(this.text(input.locale, 'mail.preferences.subject'), values).replace(/[\r\n]+/g, ' ');
+    return { subject, html, text: htmlToText(html) };
   }
 
   /** The confirmation mail in the subscriber's language: it asks, and says what they agree to. */
   renderConfirmation(input: ConfirmationMailInput): RenderedMail {
-    const catalogue = this.catalogues[input.locale];
     const values = { list: input.listName, email: input.email };
-    const message = (key: string) => formatMessage(catalogue[`mail.confirm.${key}`] ?? '', values);
+    const message = (key: string) => formatMessage(this.text(input.locale, `mail.confirm.${key}`), values);
     const m = Object.fromEntries(['subject', 'preview', 'heading', 'intro', 'agree', 'button', 'link_hint', 'expiry', 'ignore']
       .map((key) => [key, message(key)]));
     m.consent = escapeHtml(input.consentText).replace(/\r?\n/g, '<br />');
@@ -66,7 +76,12 @@ export class MailTemplates {
       m,
       confirm_url: escapeHtml(input.confirmUrl),
     }) as string;
-    const subject = formatPlain(catalogue['mail.confirm.subject'] ?? '', values).replace(/[\r\n]+/g, ' ');
+    const subject = formatPlain(this.text(input.locale, 'mail.confirm.subject'), values).replace(/[\r\n]+/g, ' ');
     return { subject, html, text: htmlToText(html) };
+  }
+
+  /** A catalogue message, in English where the locale lacks it (a test finds every such gap). */
+  private text(locale: Locale, key: string): string {
+    return this.catalogues[locale][key] ?? this.catalogues.en[key] ?? '';
   }
 }

@@ -1,0 +1,66 @@
+// The person's own side: what the preferences page shows and the changes it makes, and the
+// "Lost your mail?" request for a fresh link. No account, no password: the signed link is
+// the key, and every change is a POST.
+import { preferencesUrl } from '../campaigns/message.js';
+import type { Deps } from '../deps.js';
+import type { AffinityLevel } from '../db/schema.js';
+import { DomainError } from '../errors.js';
+import type { Locale } from '../i18n.js';
+import { emailKey } from './address.js';
+import { messageId, type RequestContext } from './signup.js';
+import * as store from './store.js';
+import { getSubscriber } from './subscribers.js';
+import * as subscribers from './subscriber-store.js';
+import { unsubscribe } from './unsubscribe.js';
+
+/** At most one "Lost your mail?" mail per address in this time, and this many a day. */
+const LINK_INTERVAL_MS = 10 * 60 * 1000;
+const LINK_DAILY_CAP = 5;
+
+export async function preferencesOf(deps: Pick<Deps, 'db'>, subscriberId: string) {
+  const subscriber = await getSubscriber(deps, subscriberId);
+  const cap = await subscribers.affinityCapOf(deps.db, subscriberId);
+  return { ...subscriber, affinity_cap: cap };
+}
+
+export async function leaveList(deps: Pick<Deps, 'db' | 'metrics'>, subscriberId: string, listSlug: string, proof: { token: string; context: RequestContext }) {
+  const list = await store.findListBySlug(deps.db, listSlug);
+  if (!list) throw new DomainError('list_not_found', `there is no list "${listSlug}"`);
+  await unsubscribe(deps, { subscriberId, listId: list.id }, { ...proof, method: 'preferences' });
+}
+
+export async function setLocale(deps: Pick<Deps, 'db'>, subscriberId: string, locale: Locale): Promise<void> {
+  await getSubscriber(deps, subscriberId);
+  await subscribers.updateSubscriberLocale(deps.db, subscriberId, locale);
+}
+
+/** The person's own limit: mails use the lower of it and the recorded level. null lifts it. */
+export async function setAffinityCap(deps: Pick<Deps, 'db'>, subscriberId: string, cap: AffinityLevel | null): Promise<void> {
+  await getSubscriber(deps, subscriberId);
+  await subscribers.updateAffinityCap(deps.db, subscriberId, cap);
+}
+
+/**
+ * Mails a fresh preferences link if the address belongs to someone we hold, within the same
+ * kind of limits as confirmation mails. The caller answers the same either way.
+ */
+export async function requestPreferencesLink(
+  deps: Pick<Deps, 'db' | 'clock' | 'config' | 'signer' | 'mailTemplates'>,
+  email: string,
+  locale: Locale,
+): Promise<'mailed' | 'unknown' | 'throttled'> {
+  return deps.db.transaction().execute(async (trx) => {
+    const subscriber = await subscribers.lockSubscriberByEmail(trx, emailKey(email));
+    if (!subscriber) return 'unknown';
+    const now = deps.clock();
+    const recent = await store.countMailsSince(trx, subscriber.id, 'preferences_link', new Date(now - LINK_INTERVAL_MS));
+    const today = await store.countMailsSince(trx, subscriber.id, 'preferences_link', new Date(now - 24 * 3600_000));
+    if (recent > 0 || today >= LINK_DAILY_CAP) return 'throttled';
+    const mail = deps.mailTemplates.renderPreferencesLink({ locale, email: subscriber.email, url: preferencesUrl(deps, subscriber.id) });
+    await store.insertOutboxMail(trx, {
+      kind: 'preferences_link', subscriber_id: subscriber.id, recipient: subscriber.email, message_id: messageId(deps.config.mailFrom),
+      subject: mail.subject, html: mail.html, text: mail.text, created_at: new Date(now),
+    });
+    return 'mailed';
+  });
+}

@@ -1,0 +1,148 @@
+// The preferences page (linked from every mail) and "Lost your mail?". The signed link is
+// the only key: it carries no session and sets no cookie, and a page without it can change
+// nothing. Every change is a POST that returns to the page (303), so a reload repeats nothing.
+import { type Context, Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { normaliseEmail } from '../consent/address.js';
+import { leaveList, preferencesOf, requestPreferencesLink, setAffinityCap, setLocale } from '../consent/preferences.js';
+import { eraseSubscriber, exportSubscriber } from '../consent/subscribers.js';
+import type { Deps } from '../deps.js';
+import type { AffinityLevel } from '../db/schema.js';
+import { DomainError } from '../errors.js';
+import { chooseLocale, type Locale, LOCALES, localeFromAcceptLanguage, matchLocale } from '../i18n.js';
+import { clientIp, requestContext } from './client.js';
+import type { Pages } from './pages.js';
+import type { PublicEnv } from './public.js';
+import { RateLimiter } from './rate-limit.js';
+
+const LEVELS: AffinityLevel[] = ['confirmed', 'known', 'engaged'];
+const STATUS_KEYS: Record<string, string> = {
+  pending: 'page.preferences.status.pending', confirmed: 'page.preferences.status.confirmed',
+  unsubscribed: 'page.preferences.status.unsubscribed', bounced: 'page.preferences.status.bounced',
+  complained: 'page.preferences.status.complained',
+};
+
+export function preferencesApp(deps: Deps, pages: Pages): Hono<PublicEnv> {
+  const app = new Hono<PublicEnv>();
+  const limiter = deps.config.subscribeRateLimit && new RateLimiter(deps.config.subscribeRateLimit, deps.clock);
+  const locale = (c: Context, preferred?: string | null): Locale =>
+    chooseLocale(matchLocale(preferred), localeFromAcceptLanguage(c.req.header('accept-language')));
+  const form = async (c: Context) => (await c.req.parseBody().catch(() => ({}))) as Record<string, unknown>;
+
+  app.use('/preferences/*', async (c, next) => {
+    await next();
+    c.header('Referrer-Policy', 'no-referrer');
+    c.header('Cache-Control', 'no-store');
+  });
+  app.use('/preferences/*', bodyLimit({ maxSize: 16 * 1024, onError: () => { throw new DomainError('payload_too_large', 'the body is too large'); } }));
+
+  /** The subscriber the link is for, or an answer offering "Lost your mail?". */
+  const holder = async (c: Context): Promise<{ id: string; base: string } | Response> => {
+    const token = c.req.param('token') ?? '';
+    const check = deps.signer.verifyPreferences(token, deps.clock());
+    const known = check.ok && await preferencesOf(deps, check.claims.subscriberId).then(() => true, () => false);
+    if (!check.ok || !known) {
+      const reason = !check.ok && check.reason === 'expired' ? 'expired' : 'invalid';
+      return c.html(pages.render('manage', locale(c), { reason }), reason === 'expired' ? 410 : 400);
+    }
+    return { id: check.claims.subscriberId, base: `/preferences/${token}` };
+  };
+
+  app.get('/preferences/:token', async (c) => {
+    const who = await holder(c);
+    if (who instanceof Response) return who;
+    const view = await preferencesOf(deps, who.id);
+    const pageLocale = locale(c, view.locale);
+    const dates = new Intl.DateTimeFormat(pageLocale, { dateStyle: 'long', timeStyle: 'short', timeZone: 'UTC' });
+    const lists = await deps.db.selectFrom('lists').select(['slug', 'name']).execute();
+    const names = new Map(lists.map((l) => [l.slug, l.name]));
+    const recorded = view.affinity ?? 'confirmed';
+    const effective = view.affinity_cap && LEVELS.indexOf(view.affinity_cap) < LEVELS.indexOf(recorded) ? view.affinity_cap : recorded;
+    return c.html(pages.render('preferences', pageLocale, {
+      base: who.base,
+      saved: c.req.query('saved') !== undefined,
+      subscriber: view,
+      attributes: Object.entries(view.attributes).map(([name, value]) => ({ name, value: typeof value === 'string' ? value : JSON.stringify(value) })),
+      language_name: deps.catalogues[chooseLocale(matchLocale(view.locale))]['locale.name'],
+      languages: LOCALES.map((code) => ({ code, name: deps.catalogues[code]['locale.name'] })),
+      subscriptions: view.subscriptions.map((s) => ({
+        slug: s.list, name: names.get(s.list) ?? s.list, status_key: STATUS_KEYS[s.status],
+        consent_text: s.consent_text, confirmed_on: s.confirmed_at ? `${dates.format(s.confirmed_at)} UTC` : '',
+        can_leave: s.status === 'pending' || s.status === 'confirmed',
+      })),
+      level_key: `page.preferences.level.${effective}`,
+      cap_options: [
+        ...LEVELS.map((level) => ({ value: level, key: `page.preferences.level.${level}`, checked: view.affinity_cap === level })),
+        { value: 'none', key: 'page.preferences.cap.none', checked: view.affinity_cap === null },
+      ],
+    }));
+  });
+
+  const change = (path: string, apply: (c: Context, id: string, body: Record<string, unknown>) => Promise<void>) =>
+    app.post(`/preferences/:token/${path}`, async (c) => {
+      const who = await holder(c);
+      if (who instanceof Response) return who;
+      await apply(c, who.id, await form(c));
+      return c.redirect(`${who.base}?saved`, 303);
+    });
+
+  change('leave', async (c, id, body) => {
+    if (typeof body.list !== 'string') throw new DomainError('invalid_input', 'which list?', { list: 'required' });
+    await leaveList(deps, id, body.list, { token: c.req.param('token') ?? '', context: requestContext(c, deps.config.trustProxy) });
+  });
+  change('locale', async (_c, id, body) => {
+    const chosen = typeof body.locale === 'string' ? matchLocale(body.locale) : undefined;
+    if (!chosen) throw new DomainError('invalid_input', 'not a language we speak', { locale: 'unknown' });
+    await setLocale(deps, id, chosen);
+  });
+  change('cap', async (_c, id, body) => {
+    const cap = body.cap === 'none' ? null : LEVELS.find((level) => level === body.cap);
+    if (cap === undefined) throw new DomainError('invalid_input', 'not a level', { cap: 'unknown' });
+    await setAffinityCap(deps, id, cap);
+  });
+
+  app.post('/preferences/:token/export', async (c) => {
+    const who = await holder(c);
+    if (who instanceof Response) return who;
+    const data = await exportSubscriber(deps, who.id);
+    return c.body(JSON.stringify(data, null, 2), 200, {
+      'content-type': 'application/json; charset=utf-8',
+      'content-disposition': 'attachment; filename="my-data.json"',
+    });
+  });
+
+  app.post('/preferences/:token/erase', async (c) => {
+    const who = await holder(c);
+    if (who instanceof Response) return who;
+    const view = await preferencesOf(deps, who.id);
+    return c.html(pages.render('erase', locale(c, view.locale), { base: who.base, done: false }));
+  });
+  app.post('/preferences/:token/erase/confirm', async (c) => {
+    const who = await holder(c);
+    if (who instanceof Response) return who;
+    const view = await preferencesOf(deps, who.id);
+    await eraseSubscriber(deps, who.id, { by: 'subscriber' });
+    return c.html(pages.render('erase', locale(c, view.locale), { done: true }));
+  });
+
+  app.get('/manage', (c) => c.html(pages.render('manage', locale(c, c.req.query('locale')), {})));
+  app.post('/manage', bodyLimit({ maxSize: 16 * 1024, onError: () => { throw new DomainError('payload_too_large', 'the body is too large'); } }), async (c) => {
+    if (limiter) {
+      const wait = limiter.take(clientIp(c, deps.config.trustProxy) ?? 'unknown');
+      if (wait > 0) {
+        c.header('Retry-After', String(wait));
+        throw new DomainError('rate_limited', 'too many requests from this address; try again later');
+      }
+    }
+    const body = await form(c);
+    const pageLocale = locale(c, typeof body.locale === 'string' ? body.locale : undefined);
+    c.set('locale', pageLocale);
+    const email = typeof body.email === 'string' && body.email.length <= 320 ? normaliseEmail(body.email) : undefined;
+    if (!email) throw new DomainError('invalid_input', 'not a valid email address', { email: 'not valid' });
+    // The same answer whether or not we hold the address.
+    if ((await requestPreferencesLink(deps, email, pageLocale)) === 'mailed') deps.wakeOutbox();
+    return c.html(pages.render('manage', pageLocale, { sent: true }));
+  });
+
+  return app;
+}

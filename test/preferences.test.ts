@@ -1,0 +1,129 @@
+// The recipient's own page over HTTP: see everything, leave a list, change language, cap
+// personalisation, download, erase; "Lost your mail?"; bad links.
+import { describe, expect, it } from 'vitest';
+import { preferencesUrl } from '../src/campaigns/message.js';
+import { PREFERENCES_TTL_MS } from '../src/consent/tokens.js';
+import { useTestService } from './helpers/fixture.js';
+import { seedConfirmed, snapshot } from './helpers/http.js';
+
+const t = useTestService({ smtp: true, lists: ['news', 'offers'] });
+
+const pathFor = (id: string) => new URL(preferencesUrl(t.service.deps, id)).pathname;
+const post = (path: string, fields: Record<string, string> = {}) => t.service.app.request(path, {
+  method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(fields).toString(),
+});
+
+async function person(prefix: string): Promise<string> {
+  const [id] = await seedConfirmed(t.tdb, 'news', 1, { prefix, firstName: 'Rosa' });
+  await t.tdb.query(`update subscribers set last_name = 'Parks', attributes = '{"city":"Montgomery"}' where id = $1`, [id]);
+  await t.tdb.query(`update subscriptions set consent_version = 1 where subscriber_id = $1`, [id]);
+  return id!;
+}
+
+describe('the preferences page', () => {
+  it('shows what is held, each list with its status and the wording agreed to, and the affinity in plain words', async () => {
+    const id = await person('shown');
+    const response = await t.service.app.request(pathFor(id), { headers: { 'accept-language': 'en' } });
+    expect(response.status).toBe(200);
+    expect(response.headers.get('referrer-policy')).toBe('no-referrer');
+    expect(response.headers.get('set-cookie')).toBeNull();
+    const html = await response.text();
+    for (const text of ['shown1@example.org', 'Rosa Parks', 'city: Montgomery', 'The news', 'Subscribed',
+      'Send me news by mail, about once a week.', 'Only your email address: mails do not greet you by name.']) {
+      expect(html).toContain(text);
+    }
+    expect(html).toMatch(/<form method="post" action="\/preferences\/[^"]+\/leave">/);
+  });
+
+  it('lets the person leave a list (a recorded withdrawal), change language and lower personalisation', async () => {
+    const id = await person('change');
+    const path = pathFor(id);
+    const left = await post(`${path}/leave`, { list: 'news' });
+    expect(left.status).toBe(303);
+    expect(left.headers.get('location')).toBe(`${path}?saved`);
+    const { rows } = await t.tdb.query(`select x.status, (select kind from consent_events e where e.subscriber_id = x.subscriber_id order by id desc limit 1) as kind
+      from subscriptions x where x.subscriber_id = $1`, [id]);
+    expect(rows).toEqual([{ status: 'unsubscribed', kind: 'withdrawn' }]);
+
+    expect((await post(`${path}/locale`, { locale: 'fi' })).status).toBe(303);
+    expect((await post(`${path}/cap`, { cap: 'confirmed' })).status).toBe(303);
+    const { rows: [subscriber] } = await t.tdb.query('select locale, affinity_cap from subscribers where id = $1', [id]);
+    expect(subscriber).toEqual({ locale: 'fi', affinity_cap: 'confirmed' });
+    expect(await (await t.service.app.request(path)).text()).toContain('lang="fi"');
+    expect((await post(`${path}/cap`, { cap: 'none' })).status).toBe(303);
+    expect((await t.tdb.query('select affinity_cap from subscribers where id = $1', [id])).rows[0].affinity_cap).toBeNull();
+
+    const before = await snapshot(t.tdb);
+    expect((await post(`${path}/cap`, { cap: 'best-friends' })).status).toBe(400);
+    expect((await post(`${path}/locale`, { locale: 'xx' })).status).toBe(400);
+    expect((await post(`${path}/leave`, { list: 'nope' })).status).toBe(404);
+    expect(await snapshot(t.tdb)).toEqual(before);
+  });
+
+  it('downloads the same content as the API export', async () => {
+    const id = await person('download');
+    const response = await post(`${pathFor(id)}/export`);
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-disposition')).toContain('attachment');
+    const mine = await response.json();
+    const api = await (await t.service.api('GET', `/api/v1/subscribers/${id}/export`)).json();
+    expect({ ...mine, exported_at: null }).toEqual({ ...api, exported_at: null });
+  });
+
+  it('erases after one confirmation step', async () => {
+    const id = await person('erase');
+    const path = pathFor(id);
+    const before = await snapshot(t.tdb);
+    const ask = await post(`${path}/erase`);
+    expect(ask.status).toBe(200);
+    expect(await ask.text()).toContain('Erase everything about you?');
+    expect(await snapshot(t.tdb)).toEqual(before);
+    const done = await post(`${path}/erase/confirm`);
+    expect(done.status).toBe(200);
+    expect(await done.text()).toContain('You are erased');
+    expect((await t.tdb.query('select email, erased_at is not null as erased from subscribers where id = $1', [id])).rows[0]).toEqual({ email: null, erased: true });
+    // the link now leads to "Lost your mail?"
+    expect((await t.service.app.request(path)).status).toBe(400);
+  });
+
+  it('a forged or expired link gets a page offering "Lost your mail?", and a POST without a valid token changes nothing', async () => {
+    const id = await person('forged');
+    const path = pathFor(id);
+    const before = await snapshot(t.tdb);
+    const forged = await t.service.app.request(`${path.slice(0, -2)}xx`);
+    expect(forged.status).toBe(400);
+    expect(await forged.text()).toContain('action="/manage"');
+    expect((await post(`${path.slice(0, -2)}xx/leave`, { list: 'news' })).status).toBe(400);
+    expect((await post('/preferences/garbage/erase/confirm')).status).toBe(400);
+    t.service.clock.advance(PREFERENCES_TTL_MS + 1);
+    const expired = await t.service.app.request(path);
+    expect(expired.status).toBe(410);
+    expect(await expired.text()).toContain('This link has expired');
+    t.service.clock.advance(-PREFERENCES_TTL_MS - 1);
+    expect(await snapshot(t.tdb)).toEqual(before);
+  });
+});
+
+describe('"Lost your mail?"', () => {
+  it('answers the same whether or not the address is known, and mails a working link to a known one', async () => {
+    const id = await person('lost');
+    const known = await post('/manage', { email: 'lost1@example.org', locale: 'de' });
+    const unknown = await post('/manage', { email: 'stranger@example.org', locale: 'de' });
+    expect(known.status).toBe(200);
+    expect(unknown.status).toBe(200);
+    expect(await known.text()).toBe(await unknown.text());
+    const since = t.smtp.received.length;
+    await t.service.worker.runOnce();
+    const mail = await t.smtp.waitForMailTo('lost1@example.org', since);
+    expect(mail.parsed.subject).toContain('Einstellungen');
+    const link = /https:\/\/assent\.test\/preferences\/[A-Za-z0-9_.-]+/.exec(mail.parsed.text ?? '')![0];
+    const page = await t.service.app.request(new URL(link).pathname);
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain('lost1@example.org');
+    // at most one such mail per 10 minutes
+    await post('/manage', { email: 'lost1@example.org' });
+    const { rows } = await t.tdb.query(`select count(*)::int as n from outbox where subscriber_id = $1 and kind = 'preferences_link'`, [id]);
+    expect(rows[0].n).toBe(1);
+    expect((await post('/manage', { email: 'not an address' })).status).toBe(400);
+  });
+});
