@@ -71,7 +71,7 @@ export async function createCampaign(deps: Pick<Deps, 'db'>, input: {
 export async function previewCampaign(deps: Pick<Deps, 'db' | 'config' | 'signer' | 'catalogues' | 'clock'>, id: string, subscriberId: string) {
   const campaign = ID.test(id) ? await store.findCampaignTemplates(deps.db, id) : undefined;
   if (!campaign) throw notFound(id);
-  const recipient = /^[0-9a-f-]{36}$/i.test(subscriberId) ? await store.findRecipient(deps.db, subscriberId) : undefined;
+  const [recipient] = /^[0-9a-f-]{36}$/i.test(subscriberId) ? await store.findRecipients(deps.db, [subscriberId]) : [];
   if (!recipient) throw new DomainError('subscriber_not_found', `there is no subscriber ${subscriberId}`);
   const list = (await store.findCampaign(deps.db, id))!;
   const links = recipientLinks(deps, recipient.id, campaign.list_id);

@@ -96,12 +96,24 @@ export async function finishCampaignIfDone(db: Db, campaignId: string): Promise<
   `.execute(db);
 }
 
-/** The recipient as the preview and the sender see them, with their current recorded level. */
-export async function findRecipient(db: Db, subscriberId: string) {
+export interface RecipientRow {
+  id: string;
+  email: string | null;
+  first_name: string | null;
+  last_name: string | null;
+  attributes: Record<string, unknown>;
+  locale: string;
+  affinity_cap: AffinityLevel | null;
+  affinity: AffinityLevel | null;
+}
+
+/** The batch's recipients with their current recorded level, in one statement. */
+export async function findRecipients(db: Database, ids: string[]): Promise<RecipientRow[]> {
+  if (ids.length === 0) return [];
   return db.selectFrom('subscribers as s')
     .select(['s.id', 's.email', 's.first_name', 's.last_name', 's.attributes', 's.locale', 's.affinity_cap',
       (eb) => eb.selectFrom('affinity_events as a').select('a.level').whereRef('a.subscriber_id', '=', 's.id')
         .orderBy('a.id', 'desc').limit(1).as('affinity')])
-    .where('s.id', '=', subscriberId).where('s.erased_at', 'is', null)
-    .executeTakeFirst();
+    .where('s.id', 'in', ids).where('s.erased_at', 'is', null)
+    .execute();
 }

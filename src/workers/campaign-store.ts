@@ -4,7 +4,6 @@
 // flight, and any send that starts after the unsubscribe committed sees it.
 import { sql } from 'kysely';
 import type { Database, Trx } from '../db/database.js';
-import type { AffinityLevel } from '../db/schema.js';
 
 export interface ClaimedMessage {
   campaign_id: string;
@@ -31,28 +30,6 @@ export async function claimDueMessages(db: Database, workerId: string, options: 
     returning m.campaign_id, m.subscriber_id, m.attempts
   `.execute(db);
   return rows;
-}
-
-export interface RecipientRow {
-  id: string;
-  email: string | null;
-  first_name: string | null;
-  last_name: string | null;
-  attributes: Record<string, unknown>;
-  locale: string;
-  affinity_cap: AffinityLevel | null;
-  affinity: AffinityLevel | null;
-}
-
-/** The batch's recipients with their current recorded level, in one statement. */
-export async function findRecipients(db: Database, ids: string[]): Promise<RecipientRow[]> {
-  if (ids.length === 0) return [];
-  return db.selectFrom('subscribers as s')
-    .select(['s.id', 's.email', 's.first_name', 's.last_name', 's.attributes', 's.locale', 's.affinity_cap',
-      (eb) => eb.selectFrom('affinity_events as a').select('a.level').whereRef('a.subscriber_id', '=', 's.id')
-        .orderBy('a.id', 'desc').limit(1).as('affinity')])
-    .where('s.id', 'in', ids).where('s.erased_at', 'is', null)
-    .execute();
 }
 
 export async function findCampaignForSending(db: Database, id: string) {

@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { personalise } from '../campaigns/context.js';
 import { listHeaders, recipientLinks, sharedContext } from '../campaigns/message.js';
-import { finishCampaignIfDone } from '../campaigns/store.js';
+import { findRecipients, finishCampaignIfDone, type RecipientRow } from '../campaigns/store.js';
 import { type ParsedCampaign, parseCampaign, renderCampaignMail } from '../campaigns/templates.js';
 import { messageId } from '../consent/signup.js';
 import type { Deps } from '../deps.js';
@@ -101,7 +101,7 @@ export class CampaignWorker {
     const { db } = this.deps;
     const messages = await store.claimDueMessages(db, this.id, { limit, leaseMs: this.options.leaseMs });
     if (messages.length === 0) return { handled: 0 };
-    const recipients = new Map((await store.findRecipients(db, messages.map((m) => m.subscriber_id))).map((r) => [r.id, r]));
+    const recipients = new Map((await findRecipients(db, messages.map((m) => m.subscriber_id))).map((r) => [r.id, r]));
     const campaignIds = [...new Set(messages.map((m) => m.campaign_id))];
     for (const id of campaignIds) await this.campaign(id);
     await eachLimited(messages, this.options.concurrency, (message) => this.deliver(message, recipients.get(message.subscriber_id)));
@@ -119,7 +119,7 @@ export class CampaignWorker {
     return data;
   }
 
-  private async deliver(message: store.ClaimedMessage, recipient: store.RecipientRow | undefined): Promise<void> {
+  private async deliver(message: store.ClaimedMessage, recipient: RecipientRow | undefined): Promise<void> {
     const { db, sender, config, metrics, log } = this.deps;
     const owned = { campaignId: message.campaign_id, subscriberId: message.subscriber_id, workerId: this.id };
     if (!recipient?.email) {

@@ -4,7 +4,7 @@ import { changeCampaignStatus, createCampaign, getCampaign, listCampaigns, previ
 import { sendCampaign } from '../../campaigns/campaigns.js';
 import type { Deps } from '../../deps.js';
 import type { ApiEnv } from './index.js';
-import { conflict, ErrorSchema, errors, idempotencyReused, json, notFound, security } from './schemas.js';
+import { conflict, ErrorSchema, errors, idempotencyReused, json, notFound, plain, security } from './schemas.js';
 
 const LEVELS = ['confirmed', 'known', 'engaged'] as const;
 const IdParam = z.object({ id: z.string().openapi({ param: { name: 'id', in: 'path' } }) });
@@ -36,7 +36,6 @@ const PreviewSchema = z.object({
 }).openapi('Preview');
 
 const TemplateError = { 422: { description: 'MJML or Liquid errors, each with its line', ...json(ErrorSchema) } } as const;
-const plain = <T>(value: T) => JSON.parse(JSON.stringify(value)) as never;
 
 export function campaignRoutes(app: OpenAPIHono<ApiEnv>, deps: Deps): void {
   app.openapi(createRoute({

@@ -7,7 +7,7 @@ import { normaliseEmail } from '../../consent/address.js';
 import type { Deps } from '../../deps.js';
 import { DomainError } from '../../errors.js';
 import type { ApiEnv } from './index.js';
-import { conflict, errors, idempotencyReused, json, notFound, security } from './schemas.js';
+import { conflict, errors, idempotencyReused, json, notFound, plain, security } from './schemas.js';
 
 const STATUSES = ['pending', 'confirmed', 'unsubscribed', 'bounced', 'complained'] as const;
 const IdParam = z.object({ id: z.string().openapi({ param: { name: 'id', in: 'path' }, format: 'uuid' }) });
@@ -60,8 +60,6 @@ const AffinityEventSchema = z.object({
   subscriber_id: z.string(), level: z.enum(AFFINITY_LEVELS), reason: z.string(), recorded_by: z.string().nullable(), occurred_at: z.string(),
 }).openapi('AffinityEvent');
 
-/** Dates as ISO strings, the way c.json would write them anyway, so the types line up. */
-const plain = <T>(value: T) => JSON.parse(JSON.stringify(value)) as never;
 
 export function subscriberRoutes(app: OpenAPIHono<ApiEnv>, deps: Deps): void {
   app.openapi(createRoute({
