@@ -14,7 +14,7 @@ import { createApp } from './http/app.js';
 import { loadCatalogues } from './i18n.js';
 import { MailTemplates } from './mail/templates.js';
 import { folderSender, type MailSender, smtpSender } from './mail/transport.js';
-import { createMetrics } from './metrics.js';
+import { createMetrics, registerQueueGauges } from './metrics.js';
 import { loadOrCreateDevSecret } from './secrets.js';
 import { CampaignWorker } from './workers/campaign.js';
 import { OutboxWorker } from './workers/outbox.js';
@@ -71,6 +71,8 @@ export function createSender(config: Config): MailSender {
 
 export async function buildDeps(config: Config, log: Logger, db: Database, wake: { outbox?: () => void; campaigns?: () => void } = {}): Promise<Deps> {
   const catalogues = loadCatalogues();
+  const metrics = createMetrics();
+  registerQueueGauges(metrics, db);
   return {
     db,
     config,
@@ -79,7 +81,7 @@ export async function buildDeps(config: Config, log: Logger, db: Database, wake:
     signer: new TokenSigner(config.tokenSecrets!),
     mailTemplates: await MailTemplates.load(catalogues),
     catalogues,
-    metrics: createMetrics(),
+    metrics,
     wakeOutbox: wake.outbox ?? (() => undefined),
     wakeCampaigns: wake.campaigns ?? (() => undefined),
   };

@@ -1,6 +1,8 @@
 // Prometheus metrics, in a registry of their own per process (no global default registry,
 // so tests can build as many apps as they like).
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { sql } from 'kysely';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Database } from './db/database.js';
 
 export function createMetrics() {
   const registry = new Registry();
@@ -27,3 +29,21 @@ export function createMetrics() {
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
+
+/** Queue depths, read from the database when Prometheus scrapes (one small query each). */
+export function registerQueueGauges(metrics: Metrics, db: Database): void {
+  new Gauge({
+    name: 'assent_outbox_queued', help: 'Transactional mails waiting to be sent', registers: [metrics.registry],
+    async collect() {
+      const { rows } = await sql<{ n: string }>`select count(*) as n from outbox where status = 'queued'`.execute(db);
+      this.set(Number(rows[0]?.n ?? 0));
+    },
+  });
+  new Gauge({
+    name: 'assent_campaign_queued', help: 'Campaign messages waiting to be sent', registers: [metrics.registry],
+    async collect() {
+      const { rows } = await sql<{ n: string }>`select count(*) as n from campaign_messages where status = 'queued'`.execute(db);
+      this.set(Number(rows[0]?.n ?? 0));
+    },
+  });
+}

@@ -1,5 +1,8 @@
 // Operations endpoints, and what a request gets while the database is away.
+import { Writable } from 'node:stream';
+import pino from 'pino';
 import { describe, expect, it } from 'vitest';
+import { createApp } from '../src/http/app.js';
 import { createDatabase } from '../src/db/database.js';
 import { freePort } from '../src/db/embedded.js';
 import { useTestService } from './helpers/fixture.js';
@@ -20,6 +23,37 @@ describe('operations', () => {
     const text = await (await t.service.app.request('/metrics')).text();
     expect(text).toMatch(/assent_signups_total\{outcome="mailed"\} 1/);
     expect(text).toMatch(/assent_http_request_duration_seconds_count\{method="POST",route="\/subscribe",status="202"\} 1/);
+  });
+});
+
+describe('logs and queue depth', () => {
+  it('log one line per request with a request id and the route, never the address or the token', async () => {
+    const lines: string[] = [];
+    const log = pino({ level: 'info' }, new Writable({ write(chunk, _encoding, done) { lines.push(String(chunk)); done(); } }));
+    const app = createApp({ ...t.service.deps, log });
+    const response = await app.request('/subscribe', {
+      method: 'POST', headers: { 'content-type': 'application/json', 'x-request-id': 'req-abc.1' },
+      body: JSON.stringify({ email: 'logged.person@example.org', list: 'news' }),
+    });
+    expect(response.headers.get('x-request-id')).toBe('req-abc.1');
+    await app.request('/confirm/c2VjcmV0LXRva2Vu.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA');
+    const entries = lines.map((line) => JSON.parse(line));
+    expect(entries).toContainEqual(expect.objectContaining({ req_id: 'req-abc.1', route: '/subscribe', status: 202, msg: 'request' }));
+    expect(entries).toContainEqual(expect.objectContaining({ route: '/confirm/:token', status: 400 }));
+    const all = lines.join('');
+    expect(all).not.toContain('logged.person');
+    expect(all).not.toContain('c2VjcmV0LXRva2Vu');
+    expect((await app.request('/healthz')).headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
+  it('report the outbox and campaign queues in /metrics', async () => {
+    await postJson(t.service, { email: 'queued.metrics@example.org', list: 'news' });
+    const text = await (await t.service.app.request('/metrics')).text();
+    const outbox = Number(/^assent_outbox_queued (\d+)$/m.exec(text)?.[1]);
+    const { rows } = await t.tdb.query(`select count(*)::int as n from outbox where status = 'queued'`);
+    expect(outbox).toBe(rows[0].n);
+    expect(outbox).toBeGreaterThan(0);
+    expect(text).toMatch(/^assent_campaign_queued 0$/m);
   });
 });
 

@@ -91,7 +91,8 @@ describe('no enumeration', () => {
     for (const email of ['brand-new@example.org', 'pending@example.org', 'confirmed@example.org', 'left@example.org']) {
       for (const post of [postJson, postForm]) {
         const response = await post(t.service, { email, list: 'news' });
-        const headers = Object.fromEntries([...response.headers].filter(([name]) => name !== 'date'));
+        // (a fresh request id per answer says nothing about the address)
+        const headers = Object.fromEntries([...response.headers].filter(([name]) => name !== 'date' && name !== 'x-request-id'));
         answers.push({ post: post.name, status: response.status, headers, body: await response.text() });
       }
     }

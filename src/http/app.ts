@@ -1,4 +1,5 @@
 // The HTTP application: one sub-app per audience, one error handler.
+import { randomUUID } from 'node:crypto';
 import { Hono } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import { routePath } from 'hono/route';
@@ -39,13 +40,17 @@ export function createApp(deps: Deps): Hono<PublicEnv> {
   const pages = new Pages(catalogues);
   const app = new Hono<PublicEnv>();
 
+  // One log line per request, under a request id the caller may pass (X-Request-Id). It names
+  // the route pattern, never the path: paths carry tokens, and bodies carry addresses.
   app.use('*', async (c, next) => {
     const started = performance.now();
+    const requestId = /^[\w.-]{1,64}$/.exec(c.req.header('x-request-id') ?? '')?.[0] ?? randomUUID();
+    c.header('X-Request-Id', requestId);
     await next();
-    deps.metrics.httpDuration.observe(
-      { method: c.req.method, route: routePath(c), status: String(c.res.status) },
-      (performance.now() - started) / 1000,
-    );
+    const route = routePath(c);
+    const seconds = (performance.now() - started) / 1000;
+    deps.metrics.httpDuration.observe({ method: c.req.method, route, status: String(c.res.status) }, seconds);
+    deps.log.info({ req_id: requestId, method: c.req.method, route, status: c.res.status, ms: Math.round(seconds * 1000) }, 'request');
   });
 
   app.route('/', opsApp(deps));
