@@ -73,11 +73,10 @@ export async function previewCampaign(deps: Pick<Deps, 'db' | 'config' | 'signer
   if (!campaign) throw notFound(id);
   const [recipient] = /^[0-9a-f-]{36}$/i.test(subscriberId) ? await store.findRecipients(deps.db, [subscriberId]) : [];
   if (!recipient) throw new DomainError('subscriber_not_found', `there is no subscriber ${subscriberId}`);
-  const list = (await store.findCampaign(deps.db, id))!;
   const links = recipientLinks(deps, recipient.id, campaign.list_id);
   const personal = personalise(
     { ...recipient, email: recipient.email!, affinity: recipient.affinity ?? 'confirmed' },
-    sharedContext(deps, recipient, { name: list.list_name }, links),
+    sharedContext(deps, recipient, { name: campaign.list_name }, links),
   );
   const mail = await renderCampaignMail(parseCampaign(campaign), personal.context);
   return { ...mail, affinity: personal.level, withheld: personal.withheld };

@@ -31,9 +31,11 @@ export async function listCampaigns(db: Db, options: { before?: string | undefin
     .orderBy('c.id', 'desc').limit(options.limit + 1).execute();
 }
 
+/** What rendering needs: the templates and the list (the preview and the sender both). */
 export async function findCampaignTemplates(db: Db, id: string) {
-  return db.selectFrom('campaigns').select(['id', 'subject', 'html_template', 'text_template', 'list_id', 'status'])
-    .where('id', '=', id).executeTakeFirst();
+  return db.selectFrom('campaigns as c').innerJoin('lists as l', 'l.id', 'c.list_id')
+    .select(['c.id', 'c.subject', 'c.html_template', 'c.text_template', 'c.list_id', 'l.slug as list_slug', 'l.name as list_name'])
+    .where('c.id', '=', id).executeTakeFirst();
 }
 
 export async function countMessages(db: Db, campaignIds: string[]): Promise<{ campaign_id: string; status: MessageStatus; count: number }[]> {

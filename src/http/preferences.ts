@@ -2,7 +2,6 @@
 // the only key: it carries no session and sets no cookie, and a page without it can change
 // nothing. Every change is a POST that returns to the page (303), so a reload repeats nothing.
 import { type Context, Hono } from 'hono';
-import { bodyLimit } from 'hono/body-limit';
 import { normaliseEmail } from '../consent/address.js';
 import { leaveList, preferencesOf, requestPreferencesLink, setAffinityCap, setLocale } from '../consent/preferences.js';
 import { eraseSubscriber, exportSubscriber } from '../consent/subscribers.js';
@@ -10,7 +9,9 @@ import type { Deps } from '../deps.js';
 import type { AffinityLevel } from '../db/schema.js';
 import { DomainError } from '../errors.js';
 import { chooseLocale, type Locale, LOCALES, localeFromAcceptLanguage, matchLocale } from '../i18n.js';
-import { clientIp, requestContext } from './client.js';
+import { findSubscriberLocale } from '../consent/store.js';
+import { requestContext } from './client.js';
+import { limitBody, limitPerIp, tokenPage } from './guards.js';
 import type { Pages } from './pages.js';
 import type { PublicEnv } from './public.js';
 import { RateLimiter } from './rate-limit.js';
@@ -24,28 +25,23 @@ const STATUS_KEYS: Record<string, string> = {
 
 export function preferencesApp(deps: Deps, pages: Pages): Hono<PublicEnv> {
   const app = new Hono<PublicEnv>();
-  const limiter = deps.config.subscribeRateLimit && new RateLimiter(deps.config.subscribeRateLimit, deps.clock);
+  const limiter = deps.config.subscribeRateLimit ? new RateLimiter(deps.config.subscribeRateLimit, deps.clock) : undefined;
   const locale = (c: Context, preferred?: string | null): Locale =>
     chooseLocale(matchLocale(preferred), localeFromAcceptLanguage(c.req.header('accept-language')));
   const form = async (c: Context) => (await c.req.parseBody().catch(() => ({}))) as Record<string, unknown>;
 
-  app.use('/preferences/*', async (c, next) => {
-    await next();
-    c.header('Referrer-Policy', 'no-referrer');
-    c.header('Cache-Control', 'no-store');
-  });
-  app.use('/preferences/*', bodyLimit({ maxSize: 16 * 1024, onError: () => { throw new DomainError('payload_too_large', 'the body is too large'); } }));
+  app.use('/preferences/*', tokenPage, limitBody());
 
-  /** The subscriber the link is for, or an answer offering "Lost your mail?". */
-  const holder = async (c: Context): Promise<{ id: string; base: string } | Response> => {
+  /** The subscriber the link is for (one query: their locale), or an answer offering "Lost your mail?". */
+  const holder = async (c: Context): Promise<{ id: string; base: string; locale: string } | Response> => {
     const token = c.req.param('token') ?? '';
     const check = deps.signer.verifyPreferences(token, deps.clock());
-    const known = check.ok && await preferencesOf(deps, check.claims.subscriberId).then(() => true, () => false);
-    if (!check.ok || !known) {
+    const held = check.ok ? await findSubscriberLocale(deps.db, check.claims.subscriberId) : undefined;
+    if (!check.ok || held === undefined) {
       const reason = !check.ok && check.reason === 'expired' ? 'expired' : 'invalid';
       return c.html(pages.render('manage', locale(c), { reason }), reason === 'expired' ? 410 : 400);
     }
-    return { id: check.claims.subscriberId, base: `/preferences/${token}` };
+    return { id: check.claims.subscriberId, base: `/preferences/${token}`, locale: held };
   };
 
   app.get('/preferences/:token', async (c) => {
@@ -114,26 +110,17 @@ export function preferencesApp(deps: Deps, pages: Pages): Hono<PublicEnv> {
   app.post('/preferences/:token/erase', async (c) => {
     const who = await holder(c);
     if (who instanceof Response) return who;
-    const view = await preferencesOf(deps, who.id);
-    return c.html(pages.render('erase', locale(c, view.locale), { base: who.base, done: false }));
+    return c.html(pages.render('erase', locale(c, who.locale), { base: who.base, done: false }));
   });
   app.post('/preferences/:token/erase/confirm', async (c) => {
     const who = await holder(c);
     if (who instanceof Response) return who;
-    const view = await preferencesOf(deps, who.id);
     await eraseSubscriber(deps, who.id, { by: 'subscriber' });
-    return c.html(pages.render('erase', locale(c, view.locale), { done: true }));
+    return c.html(pages.render('erase', locale(c, who.locale), { done: true }));
   });
 
   app.get('/manage', (c) => c.html(pages.render('manage', locale(c, c.req.query('locale')), {})));
-  app.post('/manage', bodyLimit({ maxSize: 16 * 1024, onError: () => { throw new DomainError('payload_too_large', 'the body is too large'); } }), async (c) => {
-    if (limiter) {
-      const wait = limiter.take(clientIp(c, deps.config.trustProxy) ?? 'unknown');
-      if (wait > 0) {
-        c.header('Retry-After', String(wait));
-        throw new DomainError('rate_limited', 'too many requests from this address; try again later');
-      }
-    }
+  app.post('/manage', limitPerIp(limiter, deps.config.trustProxy), limitBody(), async (c) => {
     const body = await form(c);
     const pageLocale = locale(c, typeof body.locale === 'string' ? body.locale : undefined);
     c.set('locale', pageLocale);

@@ -1,7 +1,6 @@
 // What landing pages and recipients reach: the signup endpoint, confirm links and pages.
 import { readFileSync } from 'node:fs';
 import { Hono, type Context } from 'hono';
-import { bodyLimit } from 'hono/body-limit';
 import { cors } from 'hono/cors';
 import { z } from 'zod';
 import { preferencesUrl } from '../campaigns/message.js';
@@ -13,13 +12,13 @@ import { inspectUnsubscribe, unsubscribe, type UnsubscribeTarget } from '../cons
 import type { Deps } from '../deps.js';
 import { DomainError } from '../errors.js';
 import { chooseLocale, type Locale, localeFromAcceptLanguage, matchLocale, TEMPLATES_DIR } from '../i18n.js';
-import { requestContext, clientIp } from './client.js';
+import { requestContext } from './client.js';
+import { limitBody, limitPerIp, tokenPage } from './guards.js';
 import type { Pages } from './pages.js';
 import { RateLimiter } from './rate-limit.js';
 
 export type PublicEnv = { Variables: { locale: Locale; wantsJson: boolean } };
 
-const MAX_BODY_BYTES = 16 * 1024;
 const STYLESHEET = readFileSync(`${TEMPLATES_DIR}assets/style.css`, 'utf8');
 
 const text = (max: number) => z.string().max(max, `at most ${max} characters`);
@@ -75,7 +74,7 @@ function checkRedirect(redirect: string | undefined, allowedHosts: readonly stri
 
 export function publicApp(deps: Deps, pages: Pages): Hono<PublicEnv> {
   const app = new Hono<PublicEnv>();
-  const limiter = deps.config.subscribeRateLimit && new RateLimiter(deps.config.subscribeRateLimit, deps.clock);
+  const limiter = deps.config.subscribeRateLimit ? new RateLimiter(deps.config.subscribeRateLimit, deps.clock) : undefined;
   const pageLocale = (c: Context, preferred?: string | null) =>
     chooseLocale(matchLocale(preferred), localeFromAcceptLanguage(c.req.header('accept-language')));
 
@@ -97,16 +96,10 @@ export function publicApp(deps: Deps, pages: Pages): Hono<PublicEnv> {
     async (c, next) => {
       const type = c.req.header('content-type') ?? '';
       c.set('wantsJson', type.includes('application/json') || (c.req.header('accept') ?? '').includes('application/json'));
-      if (limiter) {
-        const wait = limiter.take(clientIp(c, deps.config.trustProxy) ?? 'unknown');
-        if (wait > 0) {
-          c.header('Retry-After', String(wait));
-          throw new DomainError('rate_limited', 'too many signups from this address; try again later');
-        }
-      }
       await next();
     },
-    bodyLimit({ maxSize: MAX_BODY_BYTES, onError: () => { throw new DomainError('payload_too_large', `the body may be at most ${MAX_BODY_BYTES} bytes`); } }),
+    limitPerIp(limiter, deps.config.trustProxy),
+    limitBody(),
     async (c) => {
       const raw = await readBody(c);
       const wantsJson = c.get('wantsJson');
@@ -138,12 +131,7 @@ export function publicApp(deps: Deps, pages: Pages): Hono<PublicEnv> {
 
   app.get('/subscribe/check-inbox', (c) => c.html(pages.render('inbox', pageLocale(c, c.req.query('locale')))));
 
-  // Links with a token must not leak it to other sites through the Referer header.
-  app.use('/confirm/*', async (c, next) => {
-    await next();
-    c.header('Referrer-Policy', 'no-referrer');
-    c.header('Cache-Control', 'no-store');
-  });
+  app.use('/confirm/*', tokenPage);
 
   const renderLinkState = async (c: Context, state: ConfirmLinkState) => {
     const locale = pageLocale(c, 'locale' in state ? state.locale : undefined);
@@ -174,11 +162,7 @@ export function publicApp(deps: Deps, pages: Pages): Hono<PublicEnv> {
   // One-click unsubscribe (RFC 8058): the List-Unsubscribe URL. A POST carrying
   // List-Unsubscribe=One-Click unsubscribes at once and answers 200, never a redirect; GET
   // only shows the button, because mail scanners follow links.
-  app.use('/u/*', async (c, next) => {
-    await next();
-    c.header('Referrer-Policy', 'no-referrer');
-    c.header('Cache-Control', 'no-store');
-  });
+  app.use('/u/*', tokenPage);
   const unsubscribePage = (c: Context, state: 'ask' | 'missing' | 'done' | 'invalid', target?: UnsubscribeTarget, subscriberId?: string) => {
     const locale = pageLocale(c, target?.locale);
     const preferences = subscriberId && target ? preferencesUrl(deps, subscriberId) : undefined;
@@ -191,7 +175,7 @@ export function publicApp(deps: Deps, pages: Pages): Hono<PublicEnv> {
     if (!claims || !target) return unsubscribePage(c, 'invalid');
     return unsubscribePage(c, target.status === 'unsubscribed' ? 'done' : 'ask', target, claims.subscriberId);
   });
-  app.post('/u/:token', bodyLimit({ maxSize: MAX_BODY_BYTES, onError: () => { throw new DomainError('payload_too_large', 'the body is too large'); } }), async (c) => {
+  app.post('/u/:token', limitBody(), async (c) => {
     const token = c.req.param('token');
     const claims = deps.signer.verifyUnsubscribe(token);
     if (!claims) return unsubscribePage(c, 'invalid');

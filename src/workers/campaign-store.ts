@@ -32,12 +32,6 @@ export async function claimDueMessages(db: Database, workerId: string, options: 
   return rows;
 }
 
-export async function findCampaignForSending(db: Database, id: string) {
-  return db.selectFrom('campaigns as c').innerJoin('lists as l', 'l.id', 'c.list_id')
-    .select(['c.id', 'c.subject', 'c.html_template', 'c.text_template', 'c.list_id', 'l.slug as list_slug', 'l.name as list_name'])
-    .where('c.id', '=', id).executeTakeFirst();
-}
-
 /**
  * Locks the subscription FOR SHARE for the rest of the transaction and says whether the
  * message may still go: the campaign still sending, the person still confirmed and not erased.

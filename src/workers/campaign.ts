@@ -10,13 +10,13 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { personalise } from '../campaigns/context.js';
 import { listHeaders, recipientLinks, sharedContext } from '../campaigns/message.js';
-import { findRecipients, finishCampaignIfDone, type RecipientRow } from '../campaigns/store.js';
+import { findCampaignTemplates, findRecipients, finishCampaignIfDone, type RecipientRow } from '../campaigns/store.js';
 import { type ParsedCampaign, parseCampaign, renderCampaignMail } from '../campaigns/templates.js';
 import { messageId } from '../consent/signup.js';
 import type { Deps } from '../deps.js';
 import { type MailSender, SendError } from '../mail/transport.js';
 import * as store from './campaign-store.js';
-import { WorkerLoop } from './loop.js';
+import { LoopingWorker, WorkerLoop } from './loop.js';
 
 export interface CampaignWorkerOptions {
   batchSize: number;
@@ -57,29 +57,21 @@ async function eachLimited<T>(items: T[], limit: number, task: (item: T) => Prom
   await Promise.all(lanes);
 }
 
-export class CampaignWorker {
+export class CampaignWorker extends LoopingWorker {
   readonly id = `${hostname()}:${process.pid}:campaigns:${randomUUID().slice(0, 8)}`;
   private readonly options: CampaignWorkerOptions;
-  private readonly loop: WorkerLoop;
+  protected readonly loop: WorkerLoop;
   /** Parsed templates per campaign: parsed once per worker, not per recipient. */
   private readonly campaigns = new Map<string, CampaignData>();
 
   constructor(private readonly deps: WorkerDeps, options: Partial<CampaignWorkerOptions> = {}) {
+    super();
     this.options = { ...DEFAULT_CAMPAIGN_OPTIONS, ...options };
     this.loop = new WorkerLoop(() => this.round(), { pollMs: this.options.pollMs, name: this.id }, deps.log);
   }
 
-  start(): void {
-    this.loop.start();
-  }
 
-  wake(): void {
-    this.loop.wake();
-  }
 
-  stop(): Promise<void> {
-    return this.loop.stop();
-  }
 
   /** Claims and sends one batch; resolves with how many messages it handled. */
   async runOnce(): Promise<number> {
@@ -112,7 +104,7 @@ export class CampaignWorker {
   private async campaign(id: string): Promise<CampaignData> {
     const cached = this.campaigns.get(id);
     if (cached) return cached;
-    const row = await store.findCampaignForSending(this.deps.db, id);
+    const row = await findCampaignTemplates(this.deps.db, id);
     if (!row) throw new Error(`campaign ${id} vanished`);
     const data = { id, listId: row.list_id, list: { slug: row.list_slug, name: row.list_name }, parsed: parseCampaign(row) };
     this.campaigns.set(id, data);

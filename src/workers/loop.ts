@@ -72,3 +72,22 @@ export class WorkerLoop {
     });
   }
 }
+
+/** A worker driven by a WorkerLoop: start, wake when work was just queued, stop gracefully. */
+export abstract class LoopingWorker {
+  protected abstract readonly loop: WorkerLoop;
+
+  start(): void {
+    this.loop.start();
+  }
+
+  /** Work was just queued in this process: look now rather than at the next poll. */
+  wake(): void {
+    this.loop.wake();
+  }
+
+  /** Takes no more claims and waits for the batch in hand. */
+  stop(): Promise<void> {
+    return this.loop.stop();
+  }
+}

@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Deps } from '../deps.js';
 import { type MailSender, SendError } from '../mail/transport.js';
-import { WorkerLoop } from './loop.js';
+import { LoopingWorker, WorkerLoop } from './loop.js';
 import * as store from './store.js';
 
 export interface OutboxWorkerOptions {
@@ -31,12 +31,13 @@ export const DEFAULT_OUTBOX_OPTIONS: OutboxWorkerOptions = {
 
 type WorkerDeps = Pick<Deps, 'db' | 'log' | 'metrics' | 'config'> & { sender: MailSender };
 
-export class OutboxWorker {
+export class OutboxWorker extends LoopingWorker {
   readonly id = `${hostname()}:${process.pid}:outbox:${randomUUID().slice(0, 8)}`;
   private readonly options: OutboxWorkerOptions;
-  private readonly loop: WorkerLoop;
+  protected readonly loop: WorkerLoop;
 
   constructor(private readonly deps: WorkerDeps, options: Partial<OutboxWorkerOptions> = {}) {
+    super();
     this.options = { ...DEFAULT_OUTBOX_OPTIONS, ...options };
     this.loop = new WorkerLoop(async () => ({ full: (await this.runOnce()) >= this.options.batchSize }),
       { pollMs: this.options.pollMs, name: this.id }, deps.log);
@@ -76,17 +77,6 @@ export class OutboxWorker {
     }
   }
 
-  start(): void {
-    this.loop.start();
-  }
 
-  /** A mail was just queued: look now rather than at the next poll. */
-  wake(): void {
-    this.loop.wake();
-  }
 
-  /** Takes no more claims and waits for the batch in hand. */
-  stop(): Promise<void> {
-    return this.loop.stop();
-  }
 }
