@@ -1,10 +1,12 @@
 // `assent [command]`: the service's roles and its admin commands.
 import { parseArgs } from 'node:util';
+import { getCampaign } from './campaigns/campaigns.js';
 import { createList, SIGNUP_FIELDS, type SignupField } from './consent/lists.js';
 import { verifyChain } from './consent/ledger.js';
 import { DomainError } from './errors.js';
 import { createApiKey } from './keys/keys.js';
 import * as keyStore from './keys/store.js';
+import { addressTag } from './log.js';
 import { createLogger, loadConfig, main, openDatabase } from './main.js';
 
 const USAGE = `usage: assent [command]
@@ -17,7 +19,9 @@ const USAGE = `usage: assent [command]
   keys create --name NAME   a marketer API key; the key is printed once, only its hash is kept
   keys list                 the keys: prefix, name, created, last used, revoked
   keys revoke PREFIX        the key stops working within a minute everywhere
+  campaigns show ID         a campaign's status and progress: sent, failed, skipped, queued
   verify           recompute every subscriber's consent chain; exit 1 if any fails
+  log-tag ADDRESS  the tag that stands for this address in the logs (addresses are never logged)
 
 Configuration comes from the environment; see the README.`;
 
@@ -78,6 +82,27 @@ async function keys(args: string[]): Promise<number> {
   return 2;
 }
 
+async function campaignsShow(id: string): Promise<void> {
+  const campaign = await withDatabase((db) => getCampaign({ db }, id));
+  const { queued, sent, failed, skipped } = campaign.counts;
+  const total = queued + sent + failed + skipped;
+  const done = total - queued;
+  const date = (value: Date | null) => value?.toISOString() ?? '-';
+  process.stdout.write([
+    `campaign ${campaign.id}: ${campaign.name}`,
+    `list       ${campaign.list}`,
+    `status     ${campaign.status}`,
+    `progress   ${done} of ${total} handled (${total === 0 ? 0 : Math.floor((done / total) * 100)}%)`,
+    `sent       ${sent}`,
+    `failed     ${failed}`,
+    `skipped    ${skipped}`,
+    `queued     ${queued}`,
+    `created    ${date(campaign.created_at)}`,
+    `sending    ${date(campaign.sending_at)}`,
+    `finished   ${date(campaign.finished_at)}`,
+  ].join('\n') + '\n');
+}
+
 async function verifyAll(): Promise<boolean> {
   return withDatabase(async (db) => {
     let verified = 0;
@@ -108,6 +133,12 @@ async function run(argv: string[]): Promise<number> {
     case 'migrate': await withDatabase(async () => undefined); process.stdout.write('migrations applied\n'); return 0;
     case 'verify': return (await verifyAll()) ? 0 : 1;
     case 'keys': return keys(rest);
+    case 'campaigns':
+      if (rest[0] === 'show' && rest.length === 2) { await campaignsShow(rest[1]!); return 0; }
+      break;
+    case 'log-tag':
+      if (rest.length === 1) { process.stdout.write(`${addressTag(loadConfig().tokenSecrets![0]!, rest[0]!)}\n`); return 0; }
+      break;
     case 'lists':
       if (rest[0] === 'create') { await listsCreate(rest.slice(1)); return 0; }
       break;

@@ -3,7 +3,7 @@
 import { serve } from '@hono/node-server';
 import type { ServerType } from '@hono/node-server';
 import path from 'node:path';
-import { pino, type Logger } from 'pino';
+import type { Logger } from 'pino';
 import { type Config, parseConfig } from './config.js';
 import { TokenSigner } from './consent/tokens.js';
 import { createDatabase, type Database } from './db/database.js';
@@ -12,6 +12,7 @@ import { migrateToLatest } from './db/migrate.js';
 import type { Deps } from './deps.js';
 import { createApp } from './http/app.js';
 import { loadCatalogues } from './i18n.js';
+import { jsonLogger } from './log.js';
 import { MailTemplates } from './mail/templates.js';
 import { folderSender, type MailSender, smtpSender } from './mail/transport.js';
 import { createMetrics, registerQueueGauges } from './metrics.js';
@@ -32,8 +33,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   return config.tokenSecrets ? config : { ...config, tokenSecrets: [loadOrCreateDevSecret(config.dataDir)] };
 }
 
-export function createLogger(config: Config): Logger {
-  return pino({ level: config.logLevel, base: { service: 'assent' } });
+/** The service's logger: JSON lines, addresses replaced by tags keyed with the first token secret. */
+export function createLogger(config: Config, destination?: Parameters<typeof jsonLogger>[1]): Logger {
+  return jsonLogger({ level: config.logLevel, secret: config.tokenSecrets![0]! }, destination);
 }
 
 export interface OpenDatabase {

@@ -3,8 +3,10 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
-import { postJson } from './helpers/http.js';
+import { addressTag } from '../src/log.js';
+import { postJson, seedConfirmed } from './helpers/http.js';
 import { createTestService, TEST_SECRET } from './helpers/service.js';
+import { SmtpSink } from './helpers/smtp.js';
 
 const run = promisify(execFile);
 let tdb: TestDatabase;
@@ -68,5 +70,33 @@ describe('assent CLI', () => {
     const tampered = await assent('verify');
     expect(tampered.code).toBe(1);
     expect(tampered.stdout).toContain(`does not verify: subscriber ${rows[0].id}`);
+  });
+
+  it('shows a campaign\'s progress as its workers send it', async () => {
+    const smtp = await new SmtpSink().start();
+    const service = await createTestService(tdb.db, { smtpUrl: smtp.url });
+    try {
+      await seedConfirmed(tdb, 'cli-news', 150, { prefix: 'progress' });
+      const created = await service.api('POST', '/api/v1/campaigns', {
+        name: 'Progress', list: 'cli-news', subject: 'Hi', mjml: '<mjml><mj-body><mj-section><mj-column><mj-text>Hi</mj-text></mj-column></mj-section></mj-body></mjml>',
+      });
+      const { id } = await created.json();
+      expect((await assent('campaigns', 'show', id)).stdout).toMatch(new RegExp(`^campaign ${id}: Progress\nlist +cli-news\nstatus +draft\nprogress +0 of 0 handled`));
+      expect((await service.api('POST', `/api/v1/campaigns/${id}/send`)).status).toBe(202);
+      await service.campaignWorker.runOnce(); // one batch of 100
+      const shown = await assent('campaigns', 'show', id);
+      expect(shown.code).toBe(0);
+      expect(shown.stdout).toMatch(/status +sending\nprogress +100 of 150 handled \(66%\)\nsent +100\nfailed +0\nskipped +0\nqueued +50\n/);
+      expect(await assent('campaigns', 'show', '999999')).toMatchObject({ code: 1, stderr: expect.stringContaining('there is no campaign 999999') });
+    } finally {
+      service.close();
+      await smtp.stop();
+    }
+  });
+
+  it('prints the tag that stands for an address in the logs', async () => {
+    const result = await assent('log-tag', 'Someone@Example.org');
+    expect(result).toMatchObject({ code: 0, stdout: `${addressTag(TEST_SECRET, 'someone@example.org')}\n` });
+    expect(result.stdout).toMatch(/^addr#[A-Za-z0-9_-]{12}\n$/);
   });
 });

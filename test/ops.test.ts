@@ -5,6 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { createApp } from '../src/http/app.js';
 import { createDatabase } from '../src/db/database.js';
 import { freePort } from '../src/db/embedded.js';
+import { addressTag } from '../src/log.js';
+import { createLogger } from '../src/main.js';
 import { useTestService } from './helpers/fixture.js';
 import { postForm, postJson } from './helpers/http.js';
 import { createTestService } from './helpers/service.js';
@@ -44,6 +46,22 @@ describe('logs and queue depth', () => {
     expect(all).not.toContain('logged.person');
     expect(all).not.toContain('c2VjcmV0LXRva2Vu');
     expect((await app.request('/healthz')).headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
+  it('replace any address in a log line, even inside an error from elsewhere, by its keyed tag', () => {
+    const lines: string[] = [];
+    const config = { ...t.service.deps.config, logLevel: 'info' };
+    const log = createLogger(config, new Writable({ write(chunk, _encoding, done) { lines.push(String(chunk)); done(); } }));
+    const relayError = Object.assign(new Error('550 5.1.1 <Jürgen.Müller@bücher.example>: unknown'), { detail: 'Key (email)=(dup@example.org) exists' });
+    log.warn({ err: relayError, to: 'plain@example.org' }, 'relay refused plain@example.org');
+    const line = lines.join('');
+    for (const address of ['Jürgen.Müller@bücher.example', 'dup@example.org', 'plain@example.org']) {
+      expect(line).not.toContain(address);
+      expect(line).toContain(addressTag(config.tokenSecrets![0]!, address));
+    }
+    expect(line).not.toContain('@'); // the error's message and its stack both held one
+    // the tag is keyed: another secret gives another tag
+    expect(addressTag('another-secret-0123456789abcdef0123456789', 'plain@example.org')).not.toBe(addressTag(config.tokenSecrets![0]!, 'plain@example.org'));
   });
 
   it('report the outbox and campaign queues in /metrics', async () => {

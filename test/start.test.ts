@@ -7,6 +7,7 @@ import path from 'node:path';
 import { simpleParser } from 'mailparser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../src/db/embedded.js';
+import { keepChildLog } from './helpers/logs.js';
 
 const KEY = 'start-test-key-0123456789abcdef';
 let child: ChildProcess;
@@ -41,6 +42,7 @@ afterAll(async () => {
     child.kill('SIGTERM');
     await new Promise((resolve) => child.once('exit', resolve));
   }
+  keepChildLog('start', output);
   await rm(dataDir, { recursive: true, force: true });
 });
 

@@ -4,6 +4,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
 import { useTestService } from './helpers/fixture.js';
 import { seedConfirmed } from './helpers/http.js';
+import { childLogFd } from './helpers/logs.js';
 import { TEST_SECRET } from './helpers/service.js';
 
 const t = useTestService({ smtp: true, lists: ['shared', 'killed'] });
@@ -14,9 +15,9 @@ function startWorker(): ChildProcess {
   const child = spawn(process.execPath, ['bin/assent.js', 'worker'], {
     env: {
       ...process.env, NODE_ENV: 'development', DATABASE_URL: t.tdb.url, SMTP_URL: t.smtp.url, TOKEN_SECRETS: TEST_SECRET,
-      PUBLIC_URL: 'https://assent.test', MAIL_FROM: 'News <news@assent.test>', LOG_LEVEL: 'warn',
+      PUBLIC_URL: 'https://assent.test', MAIL_FROM: 'News <news@assent.test>', LOG_LEVEL: 'debug',
     },
-    stdio: ['ignore', 'ignore', 'inherit'],
+    stdio: ['ignore', childLogFd('worker'), 'inherit'],
   });
   children.push(child);
   return child;

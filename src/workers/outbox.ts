@@ -4,6 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Deps } from '../deps.js';
+import { addressTag } from '../log.js';
 import { type MailSender, SendError } from '../mail/transport.js';
 import { LoopingWorker, WorkerLoop } from './loop.js';
 import * as store from './store.js';
@@ -71,7 +72,7 @@ export class OutboxWorker extends LoopingWorker {
       const failure = error instanceof SendError ? error : new SendError(String(error), false);
       metrics.mailsFailed.inc({ kind: mail.kind, permanent: String(failure.permanent) });
       const final = failure.permanent || mail.attempts >= this.options.maxAttempts;
-      log.warn({ outbox_id: mail.id, attempts: mail.attempts, final, error: failure.message }, 'mail not sent');
+      log.warn({ outbox_id: mail.id, recipient: addressTag(config.tokenSecrets![0]!, mail.recipient), attempts: mail.attempts, final, error: failure.message }, 'mail not sent');
       if (final) await store.markMailFailed(db, this.id, mail.id, failure.message);
       else await store.scheduleMailRetry(db, this.id, mail.id, failure.message, { baseMs: this.options.retryBaseMs, maxMs: this.options.retryMaxMs });
     }

@@ -9,11 +9,13 @@ import type { TestProject } from 'vitest/node';
 import { createDatabase } from '../../src/db/database.js';
 import { startEmbeddedDatabase, type EmbeddedDatabase } from '../../src/db/embedded.js';
 import { migrateToLatest } from '../../src/db/migrate.js';
+import { countLines, findAddresses } from './log-scan.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
     adminUrl: string;
     templateDatabase: string;
+    logDir: string;
   }
 }
 
@@ -41,6 +43,8 @@ export default async function setup(project: TestProject) {
   await db.destroy();
   project.provide('adminUrl', adminUrl);
   project.provide('templateDatabase', templateDatabase);
+  const logDir = await mkdtemp(path.join(tmpdir(), 'assent-test-logs-'));
+  project.provide('logDir', logDir);
 
   return async () => {
     // Databases the test files made and left behind (a failed file) go with the template.
@@ -50,5 +54,15 @@ export default async function setup(project: TestProject) {
     await admin.end();
     await embedded?.stop();
     if (dataDir) await rm(dataDir, { recursive: true, force: true });
+
+    // The promise that no log line names a subscriber, checked over the whole run.
+    const leaks = findAddresses(logDir);
+    const checked = countLines(logDir);
+    if (leaks.length > 0) {
+      throw new Error(`${leaks.length} of ${checked} log lines hold an email address (logs kept in ${logDir}):\n`
+        + leaks.slice(0, 5).map(({ file, line }) => `  ${file}: ${line}`).join('\n'));
+    }
+    process.stdout.write(`log check: ${checked} log lines of this run, none holds an email address\n`);
+    await rm(logDir, { recursive: true, force: true });
   };
 }

@@ -1,6 +1,5 @@
 // The service as tests drive it: the real app over the real database and a real SMTP
 // peer; only the clock is fake, so tests can move time.
-import pino from 'pino';
 import { type Config, parseConfig } from '../../src/config.js';
 import type { Database } from '../../src/db/database.js';
 import type { Deps } from '../../src/deps.js';
@@ -9,6 +8,7 @@ import { buildDeps } from '../../src/main.js';
 import { smtpSender } from '../../src/mail/transport.js';
 import { CampaignWorker } from '../../src/workers/campaign.js';
 import { OutboxWorker, type OutboxWorkerOptions } from '../../src/workers/outbox.js';
+import { testLogger } from './logs.js';
 
 export const API_KEY = 'test-api-key-0123456789abcdef';
 export const TEST_SECRET = 'test-secret-0123456789abcdef0123456789abcdef';
@@ -53,7 +53,7 @@ export async function createTestService(db: Database, options: {
 } = {}): Promise<TestService> {
   const config = testConfig({ ...(options.smtpUrl && { SMTP_URL: options.smtpUrl }), ...options.env });
   const clock = new FakeClock();
-  const deps = { ...(await buildDeps(config, pino({ level: 'silent' }), db)), clock: clock.read };
+  const deps = { ...(await buildDeps(config, testLogger(config), db)), clock: clock.read };
   const app = createApp(deps);
   const sender = smtpSender(options.smtpUrl ?? 'smtp://127.0.0.1:9', { maxConnections: 2, dkim: config.dkim });
   const worker = new OutboxWorker({ ...deps, sender }, { retryBaseMs: 0, pollMs: 50, ...options.worker });
