@@ -1,5 +1,6 @@
 // Campaign workers as separate processes (`assent worker`) sharing one PostgreSQL: two share
-// a campaign with no duplicate; one killed with SIGKILL mid-campaign loses nothing.
+// a campaign with no duplicate; one stopped with SIGTERM mid-campaign (a deploy) gives its
+// claims back and a restart finishes exactly once; one killed with SIGKILL loses nothing.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
 import { useTestService } from './helpers/fixture.js';
@@ -7,7 +8,7 @@ import { seedConfirmed } from './helpers/http.js';
 import { childLogFd } from './helpers/logs.js';
 import { TEST_SECRET } from './helpers/service.js';
 
-const t = useTestService({ smtp: true, lists: ['shared', 'killed'] });
+const t = useTestService({ smtp: true, lists: ['shared', 'killed', 'deploy'] });
 const MJML = '<mjml><mj-body><mj-section><mj-column><mj-text>Hi {{ subscriber.email }}</mj-text></mj-column></mj-section></mj-body></mjml>';
 const children: ChildProcess[] = [];
 
@@ -97,5 +98,34 @@ describe('worker processes', () => {
     expect(duplicates).toBeLessThanOrEqual(5);
     const { rows } = await t.tdb.query(`select status, count(*)::int as n from campaign_messages where campaign_id = $1 group by status`, [id]);
     expect(rows).toEqual([{ status: 'sent', n: 300 }]);
+  });
+
+  it('one stopped with SIGTERM mid-campaign exits within 10 s, gives its claims back, and a restart sends each mail exactly once', async () => {
+    await seedConfirmed(t.tdb, 'deploy', 1000, { prefix: 'deploy' });
+    t.smtp.delayMs = 10;
+    const before = t.smtp.received.length;
+    const id = await startCampaign('deploy');
+    const first = startWorker();
+    await until('some mails to arrive', async () => perRecipient(before, 'deploy').size >= 150);
+    const signalled = Date.now();
+    first.kill('SIGTERM');
+    const code = await new Promise((resolve) => first.once('exit', resolve));
+    expect(code).toBe(0);
+    expect(Date.now() - signalled).toBeLessThan(10_000);
+
+    const { rows: left } = await t.tdb.query(`select status, count(*)::int as n, count(locked_by)::int as held from campaign_messages where campaign_id = $1 group by status order by status`, [id]);
+    const queued = left.find((row) => row.status === 'queued');
+    expect(queued?.n).toBeGreaterThan(0); // it really stopped mid-campaign
+    expect(left.every((row) => row.held === 0)).toBe(true); // every claim given back, no lease to wait out
+    // every mail it marked sent reached the relay, and nothing it did not mark
+    const sentBefore = left.find((row) => row.status === 'sent')?.n;
+    expect(perRecipient(before, 'deploy').size).toBe(sentBefore);
+
+    t.smtp.delayMs = 0;
+    startWorker();
+    await until('the campaign to be sent', async () => (await campaignStatus(id)) === 'sent');
+    const counts = perRecipient(before, 'deploy');
+    expect(counts.size).toBe(1000);
+    expect([...counts.values()].filter((n) => n !== 1)).toEqual([]);
   });
 });

@@ -22,6 +22,7 @@ const NO_FILES = {
   readFile: async (file: string) => { throw new Error(`no file access: ${file}`); },
   readFileSync: (file: string) => { throw new Error(`no file access: ${file}`); },
   resolve: (_root: string, file: string) => file,
+  dirname: () => '',
   sep: '/',
 };
 

@@ -81,6 +81,16 @@ export async function releaseMessage(db: Database | Trx, message: Owned): Promis
   await owned(db, message).set({ locked_by: null, locked_until: null, attempts: sql`greatest(attempts - 1, 0)` }).execute();
 }
 
+/** Gives back claimed messages this worker never started (it is shutting down), in one statement. */
+export async function releaseMessages(db: Database, workerId: string, messages: { campaign_id: string; subscriber_id: string }[]): Promise<void> {
+  await sql`
+    update campaign_messages m
+    set locked_by = null, locked_until = null, attempts = greatest(m.attempts - 1, 0)
+    from unnest(${messages.map((m) => m.campaign_id)}::bigint[], ${messages.map((m) => m.subscriber_id)}::uuid[]) as r(campaign_id, subscriber_id)
+    where m.campaign_id = r.campaign_id and m.subscriber_id = r.subscriber_id and m.locked_by = ${workerId}
+  `.execute(db);
+}
+
 /**
  * SEND_RATE for all workers together: a token bucket in one row, refilled by elapsed time,
  * holding at most one second's worth. Returns how many mails this worker may send now.

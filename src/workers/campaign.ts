@@ -16,7 +16,7 @@ import { messageId } from '../consent/signup.js';
 import type { Deps } from '../deps.js';
 import { type MailSender, SendError } from '../mail/transport.js';
 import * as store from './campaign-store.js';
-import { LoopingWorker, WorkerLoop } from './loop.js';
+import { eachLimited, LoopingWorker, WorkerLoop } from './loop.js';
 
 export interface CampaignWorkerOptions {
   batchSize: number;
@@ -48,15 +48,6 @@ interface CampaignData {
   parsed: ParsedCampaign;
 }
 
-/** Runs `task` over `items` with at most `limit` at once. */
-async function eachLimited<T>(items: T[], limit: number, task: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const lanes = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) await task(items[next++]!);
-  });
-  await Promise.all(lanes);
-}
-
 export class CampaignWorker extends LoopingWorker {
   readonly id = `${hostname()}:${process.pid}:campaigns:${randomUUID().slice(0, 8)}`;
   private readonly options: CampaignWorkerOptions;
@@ -69,9 +60,6 @@ export class CampaignWorker extends LoopingWorker {
     this.options = { ...DEFAULT_CAMPAIGN_OPTIONS, ...options };
     this.loop = new WorkerLoop(() => this.round(), { pollMs: this.options.pollMs, name: this.id }, deps.log);
   }
-
-
-
 
   /** Claims and sends one batch; resolves with how many messages it handled. */
   async runOnce(): Promise<number> {
@@ -96,7 +84,9 @@ export class CampaignWorker extends LoopingWorker {
     const recipients = new Map((await findRecipients(db, messages.map((m) => m.subscriber_id))).map((r) => [r.id, r]));
     const campaignIds = [...new Set(messages.map((m) => m.campaign_id))];
     for (const id of campaignIds) await this.campaign(id);
-    await eachLimited(messages, this.options.concurrency, (message) => this.deliver(message, recipients.get(message.subscriber_id)));
+    const unstarted = await eachLimited(messages, this.options.concurrency, () => this.stopping,
+      (message) => this.deliver(message, recipients.get(message.subscriber_id)));
+    if (unstarted.length > 0) await store.releaseMessages(db, this.id, unstarted);
     for (const id of campaignIds) await finishCampaignIfDone(db, id);
     return { handled: messages.length };
   }

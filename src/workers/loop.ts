@@ -73,11 +73,27 @@ export class WorkerLoop {
   }
 }
 
+/**
+ * Runs `task` over `items`, at most `limit` at once, starting none once `stopped()` says so.
+ * Resolves with the items it never started, for the caller to give back.
+ */
+export async function eachLimited<T>(items: readonly T[], limit: number, stopped: () => boolean, task: (item: T) => Promise<void>): Promise<T[]> {
+  let next = 0;
+  const lanes = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length && !stopped()) await task(items[next++]!);
+  });
+  await Promise.all(lanes);
+  return items.slice(next);
+}
+
 /** A worker driven by a WorkerLoop: start, wake when work was just queued, stop gracefully. */
 export abstract class LoopingWorker {
   protected abstract readonly loop: WorkerLoop;
+  /** Set by stop(): a batch in hand starts no further sends, and gives the rest back. */
+  protected stopping = false;
 
   start(): void {
+    this.stopping = false;
     this.loop.start();
   }
 
@@ -86,8 +102,9 @@ export abstract class LoopingWorker {
     this.loop.wake();
   }
 
-  /** Takes no more claims and waits for the batch in hand. */
+  /** Takes no more claims, finishes the sends in flight and gives back the rest of the batch. */
   stop(): Promise<void> {
+    this.stopping = true;
     return this.loop.stop();
   }
 }

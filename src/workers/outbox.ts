@@ -6,11 +6,13 @@ import { hostname } from 'node:os';
 import type { Deps } from '../deps.js';
 import { addressTag } from '../log.js';
 import { type MailSender, SendError } from '../mail/transport.js';
-import { LoopingWorker, WorkerLoop } from './loop.js';
+import { eachLimited, LoopingWorker, WorkerLoop } from './loop.js';
 import * as store from './store.js';
 
 export interface OutboxWorkerOptions {
   batchSize: number;
+  /** Mails handed to the relay at once: the SMTP pool's size. */
+  concurrency: number;
   leaseMs: number;
   pollMs: number;
   retryBaseMs: number;
@@ -21,6 +23,7 @@ export interface OutboxWorkerOptions {
 
 export const DEFAULT_OUTBOX_OPTIONS: OutboxWorkerOptions = {
   batchSize: 50,
+  concurrency: 5,
   leaseMs: 5 * 60_000,
   pollMs: 1_000,
   retryBaseMs: 10_000,
@@ -47,7 +50,8 @@ export class OutboxWorker extends LoopingWorker {
   /** Claims and sends one batch; resolves with how many mails it handled. */
   async runOnce(): Promise<number> {
     const mails = await store.claimDueMails(this.deps.db, this.id, { limit: this.options.batchSize, leaseMs: this.options.leaseMs });
-    await Promise.all(mails.map((mail) => this.deliver(mail)));
+    const unstarted = await eachLimited(mails, this.options.concurrency, () => this.stopping, (mail) => this.deliver(mail));
+    if (unstarted.length > 0) await store.releaseMails(this.deps.db, this.id, unstarted.map((mail) => mail.id));
     return mails.length;
   }
 
@@ -77,7 +81,4 @@ export class OutboxWorker extends LoopingWorker {
       else await store.scheduleMailRetry(db, this.id, mail.id, failure.message, { baseMs: this.options.retryBaseMs, maxMs: this.options.retryMaxMs });
     }
   }
-
-
-
 }

@@ -62,3 +62,11 @@ export async function markMailFailed(db: Database, workerId: string, id: string,
     .executeTakeFirst();
   return result.numUpdatedRows > 0n;
 }
+
+/** Gives back claimed mails this worker never started (it is shutting down), in one statement. */
+export async function releaseMails(db: Database, workerId: string, ids: string[]): Promise<void> {
+  await db.updateTable('outbox')
+    .set({ locked_by: null, locked_until: null, attempts: sql`greatest(attempts - 1, 0)` })
+    .where('id', 'in', ids).where('locked_by', '=', workerId)
+    .execute();
+}
