@@ -8,10 +8,10 @@ import { freePort } from '../src/db/embedded.js';
 import { addressTag } from '../src/log.js';
 import { createLogger } from '../src/main.js';
 import { useTestService } from './helpers/fixture.js';
-import { postForm, postJson } from './helpers/http.js';
+import { confirmLink, pathOf, postForm, postJson, seedConfirmed } from './helpers/http.js';
 import { createTestService } from './helpers/service.js';
 
-const t = useTestService({ lists: ['news'] });
+const t = useTestService({ smtp: true, lists: ['news', 'letters'] });
 
 describe('operations', () => {
   it('answers /healthz and /readyz', async () => {
@@ -25,6 +25,50 @@ describe('operations', () => {
     const text = await (await t.service.app.request('/metrics')).text();
     expect(text).toMatch(/assent_signups_total\{outcome="mailed"\} 1/);
     expect(text).toMatch(/assent_http_request_duration_seconds_count\{method="POST",route="\/subscribe",status="202"\} 1/);
+  });
+});
+
+/** The value of one sample in a Prometheus text exposition, 0 when absent. */
+function sample(text: string, name: string): number {
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+  return line ? Number(line.slice(name.length + 1)) : 0;
+}
+
+describe('metrics over a whole journey', () => {
+  it('move after a signup, its confirmation, a campaign and a one-click unsubscribe', async () => {
+    const scrape = async () => (await t.service.app.request('/metrics')).text();
+    await t.service.worker.runOnce(); // the earlier tests' confirmation mails go first
+    const before = await scrape();
+    const since = t.smtp.received.length;
+
+    await postJson(t.service, { email: 'journey@example.org', list: 'letters' });
+    await t.service.worker.runOnce();
+    const confirmation = await t.smtp.waitForMailTo('journey@example.org', since);
+    expect((await t.service.app.request(pathOf(confirmLink(confirmation.parsed.text)), { method: 'POST' })).status).toBe(200);
+
+    await seedConfirmed(t.tdb, 'letters', 20, { prefix: 'journey-seed' });
+    const created = await t.service.api('POST', '/api/v1/campaigns', {
+      name: 'Journey', list: 'letters', subject: 'Hi', mjml: '<mjml><mj-body><mj-section><mj-column><mj-text>Hi</mj-text></mj-column></mj-section></mj-body></mjml>',
+    });
+    const { id } = await created.json();
+    await t.service.api('POST', `/api/v1/campaigns/${id}/send`);
+    await t.service.campaignWorker.runOnce();
+    const mail = t.smtp.received.slice(since).find((m) => m.envelopeTo.includes('journey@example.org') && m.parsed.subject === 'Hi')!;
+    const oneClick = /^List-Unsubscribe:\s+<([^>]+)>/m.exec(mail.raw.toString())![1]!;
+    expect((await t.service.app.request(pathOf(oneClick), {
+      method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'List-Unsubscribe=One-Click',
+    })).status).toBe(200);
+
+    const after = await scrape();
+    const moved = (name: string) => sample(after, name) - sample(before, name);
+    expect(moved('assent_signups_total{outcome="mailed"}')).toBe(1);
+    expect(moved('assent_confirmations_total')).toBe(1);
+    expect(moved('assent_unsubscribes_total')).toBe(1);
+    expect(moved('assent_mails_sent_total{kind="confirmation"}')).toBe(1);
+    expect(moved('assent_mails_sent_total{kind="campaign"}')).toBe(21);
+    expect(moved('assent_mail_send_seconds_count{kind="campaign"}')).toBe(21);
+    expect(moved('assent_http_request_duration_seconds_count{method="POST",route="/u/:token",status="200"}')).toBe(1);
+    expect(sample(after, 'assent_campaign_queued')).toBe(0);
   });
 });
 
