@@ -11,6 +11,7 @@ import { startEmbeddedDatabase } from './db/embedded.js';
 import { migrateToLatest } from './db/migrate.js';
 import type { Deps } from './deps.js';
 import { createApp } from './http/app.js';
+import { opsApp } from './http/ops.js';
 import { loadCatalogues } from './i18n.js';
 import { jsonLogger } from './log.js';
 import { MailTemplates } from './mail/templates.js';
@@ -91,7 +92,7 @@ export async function buildDeps(config: Config, log: Logger, db: Database, wake:
 
 export interface Service {
   deps: Deps;
-  server: ServerType | undefined;
+  server: ServerType;
   stop(): Promise<void>;
 }
 
@@ -108,25 +109,28 @@ export async function startService(config: Config, roles: readonly Role[], log =
     campaignWorker.start();
     log.info({ workers: [worker.id, campaignWorker.id], transport: config.smtpUrl ? 'smtp' : path.join(config.dataDir, 'outbox') }, 'mail workers started');
   }
+  // Every role listens: `serve` with the whole app, `worker` with the operations endpoints
+  // only (/healthz, /readyz, and /metrics with its mail counters), so both can be probed.
+  const app = roles.includes('serve') ? createApp(deps) : opsApp(deps);
   let server: ServerType | undefined;
-  if (roles.includes('serve')) {
-    const app = createApp(deps);
-    await new Promise<void>((resolve, reject) => {
-      server = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, () => resolve());
-      server.once('error', reject);
-    }).catch(async (error: unknown) => {
-      await worker?.stop();
-      await campaignWorker?.stop();
-      await database.close();
-      throw error;
-    });
-    log.info({ url: `http://${config.host}:${config.port}`, public_url: config.publicUrl }, 'listening');
-  }
+  await new Promise<void>((resolve, reject) => {
+    server = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, () => resolve());
+    server.once('error', reject);
+  }).catch(async (error: unknown) => {
+    await worker?.stop();
+    await campaignWorker?.stop();
+    sender?.close();
+    await database.close();
+    throw error;
+  });
+  const address = server!.address();
+  const port = typeof address === 'object' && address ? address.port : config.port;
+  log.info({ url: `http://${config.host}:${port}`, public_url: config.publicUrl, roles }, roles.includes('serve') ? 'listening' : 'listening for health and metrics only');
   return {
     deps,
-    server,
+    server: server!,
     async stop() {
-      await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+      await new Promise<void>((resolve) => server!.close(() => resolve()));
       await Promise.all([worker?.stop(), campaignWorker?.stop()]);
       sender?.close();
       await database.close();

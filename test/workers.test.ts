@@ -16,7 +16,7 @@ function startWorker(): ChildProcess {
   const child = spawn(process.execPath, ['bin/assent.js', 'worker'], {
     env: {
       ...process.env, NODE_ENV: 'development', DATABASE_URL: t.tdb.url, SMTP_URL: t.smtp.url, TOKEN_SECRETS: TEST_SECRET,
-      PUBLIC_URL: 'https://assent.test', MAIL_FROM: 'News <news@assent.test>', LOG_LEVEL: 'debug',
+      PUBLIC_URL: 'https://assent.test', MAIL_FROM: 'News <news@assent.test>', LOG_LEVEL: 'debug', PORT: '0',
     },
     stdio: ['ignore', childLogFd('worker'), 'inherit'],
   });
