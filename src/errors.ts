@@ -14,6 +14,7 @@ export type ErrorCode =
   | 'campaign_state'
   | 'template_invalid'
   | 'unauthorized'
+  | 'cross_site'
   | 'rate_limited'
   | 'payload_too_large'
   | 'unsupported_media_type'

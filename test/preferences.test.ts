@@ -104,6 +104,28 @@ describe('the preferences page', () => {
   });
 });
 
+describe('cross-site requests', () => {
+  it('a form post another site\'s page makes the browser send changes nothing (403); our own page\'s post works', async () => {
+    const id = await person('csrf');
+    const path = pathFor(id);
+    const before = await snapshot(t.tdb);
+    for (const site of ['cross-site', 'same-site']) {
+      for (const [action, fields] of [['leave', { list: 'news' }], ['cap', { cap: 'confirmed' }], ['erase/confirm', {}]] as const) {
+        const response = await t.service.app.request(`${path}/${action}`, {
+          method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', 'sec-fetch-site': site, origin: 'https://evil.example' },
+          body: new URLSearchParams(fields).toString(),
+        });
+        expect(response.status).toBe(403);
+      }
+    }
+    expect(await snapshot(t.tdb)).toEqual(before);
+    const own = await t.service.app.request(`${path}/leave`, {
+      method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', 'sec-fetch-site': 'same-origin', origin: 'null' }, body: 'list=news',
+    });
+    expect(own.status).toBe(303);
+  });
+});
+
 describe('"Lost your mail?"', () => {
   it('answers the same whether or not the address is known, and mails a working link to a known one', async () => {
     const id = await person('lost');

@@ -6,6 +6,7 @@ export const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   invalid_input: 400,
   list_required: 400,
   unauthorized: 401,
+  cross_site: 403,
   list_not_found: 404,
   list_exists: 409,
   subscriber_not_found: 404,

@@ -1,5 +1,5 @@
-// Middleware the public routes share: the per-IP limit, the body limit, and the headers of
-// pages whose URL holds a token.
+// Middleware the public routes share: the per-IP limit, the body limit, the headers of pages
+// whose URL holds a token, and the refusal of form posts made by another site's page.
 import type { Context, MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { DomainError } from '../errors.js';
@@ -30,4 +30,19 @@ export const tokenPage: MiddlewareHandler = async (c, next) => {
   await next();
   c.header('Referrer-Policy', 'no-referrer');
   c.header('Cache-Control', 'no-store');
+};
+
+/**
+ * Refuses a POST that another site's page made the browser send (Fetch Metadata). The signed
+ * link is already the only key and no cookie exists to ride on; this also stops a page that
+ * learnt a link from acting with it through the person's browser. Our own forms send
+ * `same-origin`; mail clients' one-click POSTs and scripts send no such header. Origin cannot
+ * serve here: under Referrer-Policy no-referrer our own forms send `Origin: null`.
+ */
+export const sameOriginForms: MiddlewareHandler = async (c, next) => {
+  const site = c.req.header('sec-fetch-site');
+  if (c.req.method === 'POST' && site !== undefined && site !== 'same-origin' && site !== 'none') {
+    throw new DomainError('cross_site', 'this form can only be sent from its own page');
+  }
+  await next();
 };

@@ -11,7 +11,7 @@ import { DomainError } from '../errors.js';
 import { chooseLocale, type Locale, LOCALES, localeFromAcceptLanguage, matchLocale } from '../i18n.js';
 import { findSubscriberLocale } from '../consent/store.js';
 import { requestContext } from './client.js';
-import { limitBody, limitPerIp, tokenPage } from './guards.js';
+import { limitBody, limitPerIp, sameOriginForms, tokenPage } from './guards.js';
 import type { Pages } from './pages.js';
 import type { PublicEnv } from './public.js';
 import { RateLimiter } from './rate-limit.js';
@@ -30,7 +30,7 @@ export function preferencesApp(deps: Deps, pages: Pages): Hono<PublicEnv> {
     chooseLocale(matchLocale(preferred), localeFromAcceptLanguage(c.req.header('accept-language')));
   const form = async (c: Context) => (await c.req.parseBody().catch(() => ({}))) as Record<string, unknown>;
 
-  app.use('/preferences/*', tokenPage, limitBody());
+  app.use('/preferences/*', tokenPage, sameOriginForms, limitBody());
 
   /** The subscriber the link is for (one query: their locale), or an answer offering "Lost your mail?". */
   const holder = async (c: Context): Promise<{ id: string; base: string; locale: string } | Response> => {
