@@ -101,12 +101,16 @@ describe.skipIf(!hasChromium)('in a real browser', () => {
 
   const heading = () => page.getByRole('heading', { level: 1 }).innerText();
 
-  /** axe-core on the page as shown: nothing serious or critical. */
+  /** axe-core on the page as shown, in the light and the dark colour scheme: nothing serious or critical. */
   async function checkAccessibility(): Promise<void> {
     await page.addScriptTag({ path: AXE_PATH });
-    const results = await page.evaluate(() => (window as unknown as { axe: { run(): Promise<AxeResults> } }).axe.run());
-    const serious = results.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
-    expect(serious.map(describeViolation), `axe on ${await heading()} (${page.url()})`).toEqual([]);
+    for (const colorScheme of ['light', 'dark'] as const) {
+      await page.emulateMedia({ colorScheme });
+      const results = await page.evaluate(() => (window as unknown as { axe: { run(): Promise<AxeResults> } }).axe.run());
+      const serious = results.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+      expect(serious.map(describeViolation), `axe on ${await heading()} (${page.url()}, ${colorScheme})`).toEqual([]);
+    }
+    await page.emulateMedia({ colorScheme: 'light' });
   }
 
   const subscriptions = async () => (await t.tdb.query<{ slug: string; status: string }>(`select l.slug, x.status
