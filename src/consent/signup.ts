@@ -8,7 +8,6 @@ import { DomainError } from '../errors.js';
 import type { Locale } from '../i18n.js';
 import { chainHead, appendConsentEvent } from './ledger.js';
 import * as store from './store.js';
-import type { ListWithConsent } from './store.js';
 import { CONFIRM_TTL_MS } from './tokens.js';
 
 /** At most one confirmation mail per address and list in this time. */
@@ -35,18 +34,15 @@ export interface RequestContext {
 
 export type SignupOutcome = 'mailed' | 'already_confirmed' | 'throttled';
 
-async function resolveList(trx: Trx, slug: string | undefined): Promise<ListWithConsent> {
-  if (slug !== undefined) {
-    const list = await store.findListBySlug(trx, slug);
-    if (!list) throw new DomainError('list_not_found', `there is no list "${slug}"`);
-    return list;
-  }
+/** The list named, or the only one when none is named (a form without a list field). */
+async function listSlug(trx: Trx, slug: string | undefined): Promise<string> {
+  if (slug !== undefined) return slug;
   const lists = await store.findOnlyLists(trx);
   if (lists.length === 0) throw new DomainError('list_not_found', 'there is no list yet');
   if (lists.length > 1) {
     throw new DomainError('list_required', 'choose a list', { list: 'required when more than one list exists' });
   }
-  return lists[0]!;
+  return lists[0]!.slug;
 }
 
 export function messageId(mailFrom: string): string {
@@ -60,9 +56,10 @@ export async function signup(
   context: RequestContext,
 ): Promise<SignupOutcome> {
   return deps.db.transaction().execute(async (trx) => {
-    const list = await resolveList(trx, request.listSlug);
-    const subscriber = await store.upsertSubscriber(trx, { email: request.email, locale: request.locale });
-    const subscription = await store.upsertSubscription(trx, subscriber.id, list.id);
+    const slug = await listSlug(trx, request.listSlug);
+    const found = await store.upsertSignup(trx, { listSlug: slug, email: request.email, locale: request.locale });
+    if (!found) throw new DomainError('list_not_found', `there is no list "${slug}"`);
+    const { list, subscriber, subscription } = found;
     if (subscription.status === 'confirmed') return 'already_confirmed';
 
     const now = deps.clock();
@@ -98,14 +95,14 @@ export async function signup(
         mail: { message_id: id, subject: mail.subject, text: mail.text },
       },
     });
-    await store.insertOutboxMail(trx, {
-      kind: 'confirmation', subscriber_id: subscriber.id, recipient: subscriber.email, message_id: id,
-      subject: mail.subject, html: mail.html, text: mail.text, created_at: new Date(now),
-    });
     const pendingSince = subscription.status === 'pending' && subscription.pending_since
       ? subscription.pending_since : new Date(now);
     await store.markSubscriptionRequested(trx, { subscriberId: subscriber.id, listId: list.id }, {
       now: new Date(now), pendingSince, fields, consentVersion: list.consentVersion,
+      mail: {
+        kind: 'confirmation', subscriber_id: subscriber.id, recipient: subscriber.email, message_id: id,
+        subject: mail.subject, html: mail.html, text: mail.text, created_at: new Date(now),
+      },
     });
     if (!deps.config.smtpUrl) deps.log.info({ confirm_url: confirmUrl }, 'confirmation mail written to the outbox folder');
     return 'mailed';
