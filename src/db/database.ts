@@ -13,8 +13,36 @@ export function createDatabase(connectionString: string, options: { max?: number
     // Fail fast instead of queueing forever when the server is gone: requests answer 503.
     connectionTimeoutMillis: 5_000,
     idleTimeoutMillis: 30_000,
+    // A server that vanished without closing the socket (a host gone, a partition) is
+    // noticed by the kernel instead of never.
+    keepAlive: true,
   });
   // An idle client whose server went away emits 'error'; without a listener that kills the process.
   pool.on('error', () => undefined);
+  // So does a client that is checked out but between statements (inside a transaction, or a
+  // campaign send waiting on SMTP) when its server shuts down: pg emits 'error' on the client,
+  // and the pool listens only while it is idle. With this listener its next statement fails
+  // instead ("not queryable"), the request answers 503, and the pool drops it on release.
+  // Found by test/outage.test.ts: a PostgreSQL restart ended the process.
+  pool.on('connect', (client) => client.on('error', () => undefined));
   return new Kysely<DB>({ dialect: new PostgresDialect({ pool }) });
+}
+
+// Class 08 is "connection exception"; 57P01-57P03 are the server shutting down, crashed or
+// starting up; 53300 is too many connections. All pass once the server is back.
+const UNAVAILABLE_CODES = new Set([
+  'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN',
+  '57P01', '57P02', '57P03', '53300',
+]);
+const UNAVAILABLE_MESSAGES = /timeout exceeded when trying to connect|Connection terminated|not queryable/i;
+
+/** Whether an error means "the database is not there right now" rather than a bug. */
+export function isDatabaseUnavailable(error: unknown): boolean {
+  const e = error as { code?: unknown; message?: unknown; errors?: unknown } | null;
+  if (typeof e !== 'object' || e === null) return false;
+  const code = typeof e.code === 'string' ? e.code : '';
+  return UNAVAILABLE_CODES.has(code) || code.startsWith('08')
+    || (typeof e.message === 'string' && UNAVAILABLE_MESSAGES.test(e.message))
+    // `localhost` resolving to ::1 and 127.0.0.1: Node reports both refusals in one AggregateError
+    || (Array.isArray(e.errors) && e.errors.some(isDatabaseUnavailable));
 }

@@ -124,7 +124,7 @@ async function waitUntilReady(url: string, server: ChildProcess, output: () => s
 
 export async function startEmbeddedDatabase(
   dataDir: string,
-  options: { log?: (line: string) => void } = {},
+  options: { log?: (line: string) => void; port?: number } = {},
 ): Promise<EmbeddedDatabase> {
   const log = options.log ?? (() => undefined);
   const { initdb, postgres } = await binaries();
@@ -155,7 +155,8 @@ export async function startEmbeddedDatabase(
   await stopLeftover(databaseDir, log);
 
   const password = (await fs.readFile(passwordFile, 'utf8')).trim();
-  const port = await freePort();
+  // A fixed port lets a restarted server be found again at the same URL (the outage test).
+  const port = options.port ?? await freePort();
   // Listen on loopback only, with the socket in the data folder: /tmp may hold another server's.
   const server = spawn(postgres, ['-D', databaseDir, '-p', String(port), '-k', databaseDir, '-c', 'listen_addresses=127.0.0.1'], {
     ...owner, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, LC_ALL: 'C' },

@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { Hono } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import { routePath } from 'hono/route';
+import { isDatabaseUnavailable } from '../db/database.js';
 import type { Deps } from '../deps.js';
 import { DomainError, type ErrorCode } from '../errors.js';
 import { loadCatalogues } from '../i18n.js';
@@ -19,13 +20,6 @@ const PAGE_TITLES: Partial<Record<ErrorCode, [title: string, body?: string]>> = 
   payload_too_large: ['page.error.too_large.title', 'page.error.too_large.body'],
   unavailable: ['page.error.unavailable.title', 'page.error.unavailable.body'],
 };
-
-/** pg errors that mean "the database is not there right now", not "we have a bug". */
-function isDatabaseUnavailable(error: unknown): boolean {
-  const e = error as { code?: string; message?: string };
-  return ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', '57P01', '57P02', '57P03', '53300'].includes(e.code ?? '')
-    || /timeout exceeded when trying to connect|Connection terminated/i.test(e.message ?? '');
-}
 
 function toDomainError(error: unknown): DomainError | undefined {
   if (error instanceof DomainError) return error;

@@ -18,6 +18,11 @@ export class SmtpSink {
   readonly received: ReceivedMail[] = [];
   /** When set, every message is answered with this instead of 250. */
   refuse: Refusal;
+  /**
+   * When set, every new connection is answered with this instead of the 220 greeting, and
+   * closed: a relay that is up but turns clients away (`421 too busy`, RFC 5321 §3.8).
+   */
+  refuseConnections: Refusal;
   /** Milliseconds to wait before answering each message: a slow relay. */
   delayMs = 0;
   private readonly rcptTimes = new Map<string, number>();
@@ -35,6 +40,10 @@ export class SmtpSink {
       logger: false,
       // close() otherwise waits up to 30 s for pooled client connections to leave
       closeTimeout: 200,
+      onConnect: (_session, callback) => {
+        if (!this.refuseConnections) return callback();
+        callback(Object.assign(new Error(this.refuseConnections.message), { responseCode: this.refuseConnections.code }));
+      },
       onRcptTo: (_address, session, callback) => {
         this.rcptTimes.set(session.id, Date.now());
         callback();
