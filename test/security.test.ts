@@ -47,6 +47,23 @@ describe('markup typed by people and marketers', () => {
   });
 });
 
+describe('headers', () => {
+  it('every page forbids scripts, framing and posting elsewhere; no response may be sniffed', async () => {
+    for (const path of ['/manage', '/confirm/not-a-token', '/api/docs', '/subscribe/check-inbox']) {
+      const response = await t.service.app.request(path);
+      expect(response.headers.get('content-type')).toMatch(/^text\/html/);
+      const policy = response.headers.get('content-security-policy');
+      expect(policy).toContain("default-src 'none'");
+      expect(policy).not.toMatch(/script-src/);
+      expect(policy).toContain("frame-ancestors 'none'");
+      expect(policy).toContain("form-action 'self'");
+      expect(response.headers.get('x-frame-options')).toBe('DENY');
+      expect(response.headers.get('x-content-type-options')).toBe('nosniff');
+    }
+    expect((await t.service.app.request('/healthz')).headers.get('x-content-type-options')).toBe('nosniff');
+  });
+});
+
 describe('SQL typed into fields and parameters', () => {
   it('stays data: filters find nothing, a signup stores the text as typed, nothing else changes', async () => {
     const injections = [`' or '1'='1`, `'; drop table subscribers; --`, `x' union select password from pg_authid --`];

@@ -21,6 +21,9 @@ const PAGE_TITLES: Partial<Record<ErrorCode, [title: string, body?: string]>> = 
   unavailable: ['page.error.unavailable.title', 'page.error.unavailable.body'],
 };
 
+// 'unsafe-inline' for styles only: the API docs page carries its own small stylesheet.
+const CONTENT_SECURITY_POLICY = "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
 function toDomainError(error: unknown): DomainError | undefined {
   if (error instanceof DomainError) return error;
   if (error instanceof HTTPException && error.status === 400) return new DomainError('invalid_input', error.message || 'the request is not valid');
@@ -45,6 +48,18 @@ export function createApp(deps: Deps): Hono<PublicEnv> {
     const seconds = (performance.now() - started) / 1000;
     deps.metrics.httpDuration.observe({ method: c.req.method, route, status: String(c.res.status) }, seconds);
     deps.log.info({ req_id: requestId, method: c.req.method, route, status: c.res.status, ms: Math.round(seconds * 1000) }, 'request');
+  });
+
+  // Pages hold no script of ours, so a policy that allows none turns any markup that ever
+  // slipped through escaping into inert text; no page may be framed (clickjacking the erase
+  // button) and forms may only post back to us.
+  app.use('*', async (c, next) => {
+    await next();
+    c.header('X-Content-Type-Options', 'nosniff');
+    if (c.res.headers.get('content-type')?.startsWith('text/html')) {
+      c.header('Content-Security-Policy', CONTENT_SECURITY_POLICY);
+      c.header('X-Frame-Options', 'DENY');
+    }
   });
 
   app.route('/', opsApp(deps));
