@@ -1,8 +1,8 @@
 // A signup: one transaction that records the request, its evidence and the confirmation mail
 // (transactional outbox); the worker sends it later. The caller answers the same whatever
 // happened here, so nobody learns who is on a list.
-import { randomUUID } from 'node:crypto';
 import type { Deps } from '../deps.js';
+import { messageId } from '../mail/transport.js';
 import type { Trx } from '../db/database.js';
 import { DomainError } from '../errors.js';
 import type { Locale } from '../i18n.js';
@@ -43,11 +43,6 @@ async function listSlug(trx: Trx, slug: string | undefined): Promise<string> {
     throw new DomainError('list_required', 'choose a list', { list: 'required when more than one list exists' });
   }
   return lists[0]!.slug;
-}
-
-export function messageId(mailFrom: string): string {
-  const domain = /@([^>\s]+)>?\s*$/.exec(mailFrom)?.[1] ?? 'localhost';
-  return `<${randomUUID()}@${domain}>`;
 }
 
 export async function signup(

@@ -14,6 +14,12 @@ const DKIM_HEADERS = 'From:Sender:Reply-To:Subject:Date:Message-ID:To:Cc:MIME-Ve
 
 const dkimOptions = (dkim: DkimConfig | undefined) => dkim && { ...dkim, headerFieldNames: DKIM_HEADERS };
 
+/** A fresh Message-ID in the domain of the From address. */
+export function messageId(mailFrom: string): string {
+  const domain = /@([^>\s]+)>?\s*$/.exec(mailFrom)?.[1] ?? 'localhost';
+  return `<${randomUUID()}@${domain}>`;
+}
+
 export interface OutgoingMail {
   from: string;
   to: string;

@@ -12,9 +12,8 @@ import { personalise } from '../campaigns/context.js';
 import { listHeaders, recipientLinks, sharedContext } from '../campaigns/message.js';
 import { findCampaignTemplates, findRecipients, finishCampaignIfDone, type RecipientRow } from '../campaigns/store.js';
 import { type ParsedCampaign, parseCampaign, renderCampaignMail } from '../campaigns/templates.js';
-import { messageId } from '../consent/signup.js';
 import type { Deps } from '../deps.js';
-import { type MailSender, SendError } from '../mail/transport.js';
+import { type MailSender, messageId, SendError } from '../mail/transport.js';
 import * as store from './campaign-store.js';
 import { eachLimited, LoopingWorker, WorkerLoop } from './loop.js';
 
