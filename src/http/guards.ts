@@ -25,6 +25,14 @@ export const limitBody = (): MiddlewareHandler => bodyLimit({
   onError: () => { throw new DomainError('payload_too_large', `the body may be at most ${MAX_FORM_BYTES} bytes`); },
 });
 
+/**
+ * Text PostgreSQL can keep: no NUL (text columns refuse it) and no unpaired surrogate (UTF-8
+ * cannot encode one: pg would quietly store U+FFFD, and jsonb refuses the escape). Checked at
+ * the edge so such input is a 400 naming the field, not a 500 from the database.
+ */
+export const isStorableText = (text: string): boolean => !/[\0\p{Cs}]/u.test(text);
+export const NOT_STORABLE = 'must not contain NUL characters or unpaired surrogates';
+
 /** A URL holding a token must not leak it to other sites through Referer, nor sit in a cache. */
 export const tokenPage: MiddlewareHandler = async (c, next) => {
   await next();

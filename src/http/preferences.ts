@@ -11,7 +11,7 @@ import { DomainError } from '../errors.js';
 import { chooseLocale, type Locale, LOCALES, localeFromAcceptLanguage, matchLocale } from '../i18n.js';
 import { findSubscriberLocale } from '../consent/store.js';
 import { requestContext } from './client.js';
-import { limitBody, limitPerIp, sameOriginForms, tokenPage } from './guards.js';
+import { isStorableText, limitBody, limitPerIp, NOT_STORABLE, sameOriginForms, tokenPage } from './guards.js';
 import type { Pages } from './pages.js';
 import type { PublicEnv } from './public.js';
 import { RateLimiter } from './rate-limit.js';
@@ -84,6 +84,7 @@ export function preferencesApp(deps: Deps, pages: Pages): Hono<PublicEnv> {
 
   change('leave', async (c, id, body) => {
     if (typeof body.list !== 'string') throw new DomainError('invalid_input', 'which list?', { list: 'required' });
+    if (!isStorableText(body.list)) throw new DomainError('invalid_input', 'which list?', { list: NOT_STORABLE });
     await leaveList(deps, id, body.list, { token: c.req.param('token') ?? '', context: requestContext(c, deps.config.trustProxy) });
   });
   change('locale', async (_c, id, body) => {

@@ -13,7 +13,7 @@ import type { Deps } from '../deps.js';
 import { DomainError } from '../errors.js';
 import { chooseLocale, type Locale, localeFromAcceptLanguage, matchLocale, TEMPLATES_DIR } from '../i18n.js';
 import { requestContext } from './client.js';
-import { limitBody, limitPerIp, tokenPage } from './guards.js';
+import { isStorableText, limitBody, limitPerIp, NOT_STORABLE, tokenPage } from './guards.js';
 import type { Pages } from './pages.js';
 import { RateLimiter } from './rate-limit.js';
 
@@ -21,7 +21,7 @@ export type PublicEnv = { Variables: { locale: Locale; wantsJson: boolean } };
 
 const STYLESHEET = readFileSync(`${TEMPLATES_DIR}assets/style.css`, 'utf8');
 
-const text = (max: number) => z.string().max(max, `at most ${max} characters`);
+const text = (max: number) => z.string().max(max, `at most ${max} characters`).refine(isStorableText, NOT_STORABLE);
 const subscribeSchema = z.object({
   email: text(320),
   list: text(100).optional(),

@@ -79,3 +79,16 @@ export async function seedConfirmed(tdb: TestDatabase, list: string, count: numb
     select id from people`, [list, options.prefix ?? 'seed', count, options.firstName ?? null, options.level ?? 'confirmed']);
   return rows.map((row) => row.id);
 }
+
+/**
+ * A digest of every row of every table (migrations' bookkeeping aside): equal before and
+ * after a request means the request wrote nothing anywhere, whichever table it could reach.
+ */
+export async function snapshotAllTables(tdb: TestDatabase): Promise<Record<string, string>> {
+  const { rows: tables } = await tdb.query<{ name: string }>(`
+    select quote_ident(tablename) as name from pg_tables where schemaname = 'public' and tablename not like 'kysely_%' order by 1`);
+  const { rows } = await tdb.query<{ name: string; digest: string }>(tables.map(({ name }) =>
+    `select '${name}' as name, count(*) || ':' || md5(coalesce(string_agg(t::text, '|' order by t::text), '')) as digest from ${name} t`)
+    .join(' union all '));
+  return Object.fromEntries(rows.map((row) => [row.name, row.digest]));
+}

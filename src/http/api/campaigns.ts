@@ -4,7 +4,7 @@ import { changeCampaignStatus, createCampaign, getCampaign, listCampaigns, previ
 import { sendCampaign } from '../../campaigns/campaigns.js';
 import type { Deps } from '../../deps.js';
 import type { ApiEnv } from './index.js';
-import { conflict, ErrorSchema, errors, idempotencyReused, json, notFound, plain, security } from './schemas.js';
+import { conflict, ErrorSchema, errors, idempotencyReused, json, notFound, plain, security, text } from './schemas.js';
 
 const LEVELS = ['confirmed', 'known', 'engaged'] as const;
 const IdParam = z.object({ id: z.string().openapi({ param: { name: 'id', in: 'path' } }) });
@@ -23,10 +23,10 @@ const CampaignSchema = z.object({
 }).openapi('Campaign');
 
 const CreateBody = z.object({
-  name: z.string().trim().min(1).max(200),
-  list: z.string().min(1).max(100),
-  subject: z.string().min(1).max(998).openapi({ description: 'a Liquid template' }),
-  mjml: z.string().min(1).max(1_000_000).openapi({ description: 'an MJML document; text and free-form attributes may hold Liquid' }),
+  name: text().trim().min(1).max(200),
+  list: text().min(1).max(100),
+  subject: text().min(1).max(998).openapi({ description: 'a Liquid template' }),
+  mjml: text().min(1).max(1_000_000).openapi({ description: 'an MJML document; text and free-form attributes may hold Liquid' }),
   min_affinity: z.enum(LEVELS).optional(),
 }).strict();
 

@@ -4,13 +4,13 @@ import { createList, getList, listLists, type ListView, SIGNUP_FIELDS, updateLis
 import type { ListWithConsent } from '../../consent/store.js';
 import type { Deps } from '../../deps.js';
 import type { ApiEnv } from './index.js';
-import { conflict, errors, idempotencyReused, json, notFound, security } from './schemas.js';
+import { conflict, errors, idempotencyReused, json, notFound, security, text } from './schemas.js';
 
 const Slug = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'lower-case letters, digits and dashes, at most 63');
 const Fields = z.array(z.enum(SIGNUP_FIELDS)).max(SIGNUP_FIELDS.length)
   .openapi({ description: 'optional signup fields the list collects', example: ['first_name'] });
-const ConsentText = z.string().trim().min(1).max(10_000).openapi({ description: 'the wording people agree to' });
-const SlugParam = z.object({ slug: z.string().openapi({ param: { name: 'slug', in: 'path' } }) });
+const ConsentText = text().trim().min(1).max(10_000).openapi({ description: 'the wording people agree to' });
+const SlugParam = z.object({ slug: text().openapi({ param: { name: 'slug', in: 'path' } }) });
 
 const ListSchema = z.object({
   slug: z.string(),
@@ -23,13 +23,13 @@ const ListSchema = z.object({
 
 const CreateListSchema = z.object({
   slug: Slug,
-  name: z.string().trim().min(1).max(200),
+  name: text().trim().min(1).max(200),
   consent_text: ConsentText,
   fields: Fields.optional(),
 }).strict();
 
 const UpdateListSchema = z.object({
-  name: z.string().trim().min(1).max(200).optional(),
+  name: text().trim().min(1).max(200).optional(),
   consent_text: ConsentText.optional(),
   fields: Fields.optional(),
 }).strict();

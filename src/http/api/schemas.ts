@@ -1,5 +1,6 @@
 // Shared pieces of the API's zod schemas (each also documents itself in OpenAPI).
 import { z } from '@hono/zod-openapi';
+import { isStorableText, NOT_STORABLE } from '../guards.js';
 
 export const ErrorSchema = z.object({
   error: z.object({ code: z.string(), message: z.string(), fields: z.record(z.string(), z.string()).optional() }),
@@ -18,6 +19,9 @@ export const conflict = (description: string) => ({ 409: error(description) }) a
 export const idempotencyReused = { 422: error('Idempotency-Key reused for a different request') } as const;
 
 export const security = [{ bearer: [] }];
+
+/** A string from the request that may be stored or looked up: see isStorableText. */
+export const text = () => z.string().refine(isStorableText, NOT_STORABLE);
 
 /** Dates as ISO strings, as c.json would write them anyway, so the response types line up. */
 export const plain = <T>(value: T) => JSON.parse(JSON.stringify(value)) as never;

@@ -7,7 +7,7 @@ import { normaliseEmail } from '../../consent/address.js';
 import type { Deps } from '../../deps.js';
 import { DomainError } from '../../errors.js';
 import type { ApiEnv } from './index.js';
-import { conflict, errors, idempotencyReused, json, notFound, plain, security } from './schemas.js';
+import { conflict, errors, idempotencyReused, json, notFound, plain, security, text } from './schemas.js';
 
 const STATUSES = ['pending', 'confirmed', 'unsubscribed', 'bounced', 'complained'] as const;
 const IdParam = z.object({ id: z.string().openapi({ param: { name: 'id', in: 'path' }, format: 'uuid' }) });
@@ -36,7 +36,7 @@ const SubscriberSchema = z.object({
 
 const FindQuery = z.object({
   email: z.string().max(320).optional(),
-  list: z.string().max(100).optional(),
+  list: text().max(100).optional(),
   status: z.enum(STATUSES).optional(),
   limit: z.coerce.number().int().min(1).max(500).default(50),
   cursor: z.string().max(200).optional().openapi({ description: 'next_cursor of the previous page' }),
@@ -55,7 +55,7 @@ const ConsentSchema = z.object({
   subscriber_id: z.string(), verified: z.boolean(), events: z.array(ConsentEventSchema),
 }).openapi('ConsentRecord');
 
-const AffinityBody = z.object({ level: z.enum(AFFINITY_LEVELS), reason: z.string().trim().min(1).max(500) }).strict();
+const AffinityBody = z.object({ level: z.enum(AFFINITY_LEVELS), reason: text().trim().min(1).max(500) }).strict();
 const AffinityEventSchema = z.object({
   subscriber_id: z.string(), level: z.enum(AFFINITY_LEVELS), reason: z.string(), recorded_by: z.string().nullable(), occurred_at: z.string(),
 }).openapi('AffinityEvent');
