@@ -35,14 +35,11 @@ const notFound = (id: string) => new DomainError('campaign_not_found', `there is
 
 async function views(deps: Pick<Deps, 'db'>, rows: NonNullable<Awaited<ReturnType<typeof store.findCampaign>>>[]): Promise<CampaignView[]> {
   const counts = await store.countMessages(deps.db, rows.map((row) => row.id));
-  return rows.map((row) => {
-    const own: Record<MessageStatus, number> = { queued: 0, sent: 0, failed: 0, skipped: 0 };
-    for (const count of counts) if (count.campaign_id === row.id) own[count.status] = count.count;
-    return {
-      id: row.id, name: row.name, list: row.list, subject: row.subject, min_affinity: row.min_affinity, status: row.status,
-      created_at: row.created_at, sending_at: row.sending_at, finished_at: row.finished_at, counts: own,
-    };
-  });
+  return rows.map((row) => ({
+    id: row.id, name: row.name, list: row.list, subject: row.subject, min_affinity: row.min_affinity, status: row.status,
+    created_at: row.created_at, sending_at: row.sending_at, finished_at: row.finished_at,
+    counts: counts.get(row.id) ?? { queued: 0, sent: 0, failed: 0, skipped: 0 },
+  }));
 }
 
 export async function getCampaign(deps: Pick<Deps, 'db'>, id: string): Promise<CampaignView> {

@@ -38,12 +38,25 @@ export async function findCampaignTemplates(db: Db, id: string) {
     .where('c.id', '=', id).executeTakeFirst();
 }
 
-export async function countMessages(db: Db, campaignIds: string[]): Promise<{ campaign_id: string; status: MessageStatus; count: number }[]> {
-  if (campaignIds.length === 0) return [];
+export type MessageCounts = Record<MessageStatus, number>;
+
+/**
+ * Messages by status, per campaign. One aggregate row per campaign with a filtered count per
+ * status: grouping by status as well made PostgreSQL sort every message first (spilling to
+ * disk at a million), and took 2–3 times as long (npm run bench).
+ */
+export async function countMessages(db: Db, campaignIds: string[]): Promise<Map<string, MessageCounts>> {
+  if (campaignIds.length === 0) return new Map();
   const rows = await db.selectFrom('campaign_messages')
-    .select(['campaign_id', 'status', (eb) => eb.fn.countAll<string>().as('count')])
-    .where('campaign_id', 'in', campaignIds).groupBy(['campaign_id', 'status']).execute();
-  return rows.map((row) => ({ ...row, count: Number(row.count) }));
+    .select((eb) => ['campaign_id',
+      eb.fn.countAll<string>().filterWhere('status', '=', 'queued').as('queued'),
+      eb.fn.countAll<string>().filterWhere('status', '=', 'sent').as('sent'),
+      eb.fn.countAll<string>().filterWhere('status', '=', 'failed').as('failed'),
+      eb.fn.countAll<string>().filterWhere('status', '=', 'skipped').as('skipped')])
+    .where('campaign_id', 'in', campaignIds).groupBy('campaign_id').execute();
+  return new Map(rows.map((row) => [row.campaign_id, {
+    queued: Number(row.queued), sent: Number(row.sent), failed: Number(row.failed), skipped: Number(row.skipped),
+  }]));
 }
 
 /** Moves a campaign between statuses; undefined when it was not in one of `from`. */
@@ -63,6 +76,10 @@ export async function transitionCampaign(db: Db, id: string, from: CampaignStatu
  * Fixes the audience in one statement, never in this process's memory: confirmed on the list,
  * not erased, not suppressed, at least `min_affinity` (the lower of the recorded level and the
  * person's cap). The primary key makes a second run add nobody twice.
+ *
+ * In primary-key order: a new campaign's keys then go in at the right edge of the index
+ * instead of at random places in it, which made a million recipients about 20% faster
+ * (npm run bench). Most of what remains is the two foreign-key checks per row.
  */
 export async function insertAudience(trx: Trx, campaign: { id: string; listId: string; minAffinity: AffinityLevel }): Promise<number> {
   const levels = sql`array['confirmed', 'known', 'engaged']`;
@@ -79,6 +96,7 @@ export async function insertAudience(trx: Trx, campaign: { id: string; listId: s
         array_position(${levels}, (select a.level from affinity_events a where a.subscriber_id = s.id order by a.id desc limit 1)),
         coalesce(array_position(${levels}, s.affinity_cap), 3)
       ) >= array_position(${levels}, ${campaign.minAffinity}::text))
+    order by x.subscriber_id
     on conflict do nothing
   `.execute(trx);
   return Number(result.numAffectedRows ?? 0n);
