@@ -6,7 +6,7 @@ import { messageId } from '../mail/transport.js';
 import type { Trx } from '../db/database.js';
 import { DomainError } from '../errors.js';
 import type { Locale } from '../i18n.js';
-import { chainHead, appendConsentEvent } from './ledger.js';
+import { appendConsentEvent } from './ledger.js';
 import * as store from './store.js';
 import { CONFIRM_TTL_MS } from './tokens.js';
 
@@ -60,8 +60,8 @@ export async function signup(
     const now = deps.clock();
     const lastMail = subscription.last_confirmation_mail_at?.getTime();
     if (lastMail !== undefined && now - lastMail < RESEND_INTERVAL_MS) return 'throttled';
-    const mailsToday = await store.countMailsSince(trx, subscriber.id, 'confirmation', new Date(now - DAY_MS));
-    if (mailsToday >= DAILY_CONFIRMATION_CAP) return 'throttled';
+    const { head, mailsSince } = await store.signupHead(trx, subscriber.id, new Date(now - DAY_MS));
+    if (mailsSince >= DAILY_CONFIRMATION_CAP) return 'throttled';
 
     const token = deps.signer.signConfirm({
       subscriberId: subscriber.id, listId: list.id, issuedAt: now, expiresAt: now + CONFIRM_TTL_MS,
@@ -75,7 +75,6 @@ export async function signup(
     if (list.fields.includes('first_name') && request.firstName) fields.first_name = request.firstName;
     if (list.fields.includes('last_name') && request.lastName) fields.last_name = request.lastName;
 
-    const head = await chainHead(trx, subscriber.id);
     await appendConsentEvent(trx, head, {
       subscriberId: subscriber.id,
       listId: list.id,

@@ -140,6 +140,25 @@ export async function findSubscription(db: Db, subscriberId: string, listId: str
     .executeTakeFirst();
 }
 
+/**
+ * What a signup checks once it holds the subscriber's lock, in one round trip: the head of
+ * their consent chain (the query of ledger.chainHead: the database clock to the millisecond
+ * and the last event's hash) and how many confirmation mails they were sent since `since`.
+ * Both are read after the lock, so both see every earlier signup of this person.
+ */
+export async function signupHead(trx: Trx, subscriberId: string, since: Date): Promise<{ head: { now: Date; prevHash: Buffer | null }; mailsSince: number }> {
+  const row = await trx
+    .selectNoFrom((eb) => [
+      sql<Date>`date_trunc('milliseconds', now())`.as('now'),
+      eb.selectFrom('consent_events').select('hash')
+        .where('subscriber_id', '=', subscriberId).orderBy('id', 'desc').limit(1).as('prev_hash'),
+      eb.selectFrom('outbox').select((ob) => ob.fn.countAll<string>().as('count'))
+        .where('subscriber_id', '=', subscriberId).where('kind', '=', 'confirmation').where('created_at', '>', since).as('mails'),
+    ])
+    .executeTakeFirstOrThrow();
+  return { head: { now: row.now, prevHash: row.prev_hash }, mailsSince: Number(row.mails) };
+}
+
 /** Mails of one kind to one person since a time: the resend throttles. */
 export async function countMailsSince(trx: Trx, subscriberId: string, kind: string, since: Date): Promise<number> {
   const row = await trx.selectFrom('outbox').select((eb) => eb.fn.countAll<string>().as('count'))
