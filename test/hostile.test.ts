@@ -9,8 +9,8 @@ import { useTestService } from './helpers/fixture.js';
 import { freshIp, postJson, seedConfirmed, snapshotAllTables } from './helpers/http.js';
 import { API_KEY } from './helpers/service.js';
 
-const t = useTestService({ env: { REDIRECT_HOSTS: 'www.example.com' }, lists: ['news', 'weekly'] });
-const RUNS = { numRuns: 200 };
+const t = useTestService({ smtp: true, env: { REDIRECT_HOSTS: 'www.example.com' }, lists: ['news', 'weekly'] });
+const RUNS = { numRuns: 150 };
 
 // --- what an attacker types ---------------------------------------------------------------
 
@@ -337,5 +337,29 @@ describe('the marketers\' API with a valid key', () => {
       });
       expect(keyed.status).toBeLessThan(500);
     }), RUNS);
+  });
+});
+
+describe('CR/LF where a mail header is built', () => {
+  it('leaves a campaign\'s subject and its list\'s name one header line each, and the mail to its one recipient', async () => {
+    const injected = '\r\nBcc: victim@example.net\r\nX-Injected: yes';
+    expect((await t.service.api('POST', '/api/v1/lists', { slug: 'crlf', name: `Crlf${injected}`, consent_text: 'Yes.' })).status).toBe(201);
+    await seedConfirmed(t.tdb, 'crlf', 1, { prefix: 'crlf', firstName: `Ada${injected}`, level: 'known' });
+    const created = await t.service.api('POST', '/api/v1/campaigns', {
+      name: 'Crlf', list: 'crlf', subject: `Hello {{ subscriber.first_name }}${injected}`,
+      mjml: '<mjml><mj-body><mj-section><mj-column><mj-text>Hi</mj-text></mj-column></mj-section></mj-body></mjml>',
+    });
+    expect(created.status).toBe(201);
+    const since = t.smtp.received.length;
+    expect((await t.service.api('POST', `/api/v1/campaigns/${(await created.json()).id}/send`)).status).toBe(202);
+    await t.service.campaignWorker.runOnce();
+    const [mail] = await t.smtp.waitFor(since + 1).then((all) => all.slice(since));
+    expect(mail!.envelopeTo).toEqual(['crlf1@example.org']);
+    expect(mail!.parsed.headers.has('x-injected')).toBe(false);
+    expect(mail!.parsed.headers.has('bcc')).toBe(false);
+    expect(mail!.parsed.subject).not.toMatch(/[\r\n]/);
+    expect(mail!.parsed.subject).toContain('Bcc: victim@example.net'); // the text got there, as text
+    const header = mail!.raw.toString('latin1').split(/\r\n\r\n/)[0]!;
+    expect(header).not.toMatch(/^(Bcc|X-Injected):/im);
   });
 });
