@@ -1,0 +1,90 @@
+// The one table every run prints, writes to bench/results.md and (with --readme) puts in the
+// README's "## Benchmarks" section.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus } from 'node:os';
+import path from 'node:path';
+import type { AudienceResult } from './audience.js';
+import { fixed, mb, ROOT } from './lib.js';
+import type { SendResult } from './send.js';
+import type { SignupResult } from './signup.js';
+
+export interface RenderResult {
+  renderUs: number;
+  compileUs: number;
+  bytes: number;
+}
+
+export interface Results {
+  signup: SignupResult;
+  send: SendResult;
+  render: RenderResult;
+  audience: AudienceResult;
+  postgres: string;
+  totalSeconds: number;
+  /** The 1-minute load average when the run started: the figures assume an otherwise idle machine. */
+  loadBefore: number;
+}
+
+const SENDER_RSS_LIMIT = 200 * 1024 * 1024;
+const verdict = (ok: boolean, target: string) => `${target} ${ok ? '✓' : '✗ missed'}`;
+
+export function machine(postgres: string): string {
+  return `${availableParallelism()} CPUs (nproc), ${cpus()[0]?.model ?? 'unknown CPU'}, Node.js ${process.version}, ${postgres}`;
+}
+
+export function table(r: Results): string {
+  const { signup, send, render, audience } = r;
+  const s = signup.service;
+  const b = signup.baseline;
+  const signupRatio = s.requestsPerSecond / b.requestsPerSecond;
+  const sendRatio = send.mailsPerSecond / send.ceiling.mailsPerSecond;
+  const c = signup.check;
+  const rows = [
+    ['part', 'measure', 'assent', 'baseline or ceiling', 'ratio', 'target'],
+    ['---', '---', '---', '---', '---', '---'],
+    ['signup: JSON, 64 connections, 20 s', 'requests/s', fixed(s.requestsPerSecond), `${fixed(b.requestsPerSecond)} (bare Hono route, one INSERT)`,
+      fixed(signupRatio, 2), verdict(signupRatio >= 0.5, '≥ 0.5')],
+    ['', 'latency p50 / p99', `${s.p50Ms} / ${s.p99Ms} ms`, `${b.p50Ms} / ${b.p99Ms} ms`, '', ''],
+    ['', 'errors / non-2xx', `${s.errors} / ${s.non2xx}`, `${b.errors} / ${b.non2xx}`, '', verdict(s.errors === 0 && s.non2xx === 0, '0 / 0')],
+    ['', 'rows after the run', `${fixed(c.accepted)} accepted (warm-up included) → ${fixed(c.subscribers)} subscribers `
+      + `(${fixed(c.subscribers - c.accepted)} more: in flight when the load stopped), ${fixed(c.events)} consent events, `
+      + `${fixed(c.mails)} outbox mails, ${c.missing} incomplete`, '', '', verdict(c.ok, 'each accepted signup complete')],
+    [`send: campaign to ${fixed(send.recipients)}, pool of ${send.poolSize}`, 'mails/s', `${fixed(send.mailsPerSecond)} (${fixed(send.sent)} in ${fixed(send.seconds, 1)} s)`,
+      `${fixed(send.ceiling.mailsPerSecond)} (nodemailer pool, prebuilt ${fixed(send.messageBytes)}-byte messages)`,
+      fixed(sendRatio, 2), verdict(sendRatio >= 0.8, '≥ 0.8')],
+    ['', 'peak RSS', `${mb(send.workerPeakRss)} (assent worker)`, `${mb(send.ceiling.maxRssBytes)}`, '', ''],
+    ['render: per recipient vs once per campaign', 'µs', `${fixed(render.renderUs)} µs (links, context, Liquid, MIME; ${fixed(render.bytes)} bytes)`,
+      `${fixed(render.compileUs)} µs (MJML compile)`, `1 compile = ${fixed(render.compileUs / render.renderUs)} renders`, ''],
+    [`audience: list of ${fixed(audience.subscribers)}`, 'fix the audience (POST …/send)', `${fixed(audience.fixSeconds, 1)} s for ${fixed(audience.audience)} recipients`,
+      '', '', ''],
+    ['', 'serve process RSS', `${mb(audience.serveRssBefore)} before, ${mb(audience.servePeakRss)} peak during the call`, '', '', 'audience never in memory'],
+    ['', 'GET /campaigns/{id} (counts)', `${fixed(audience.statusReadMs)} ms`, '', '', ''],
+    ['', 'sender on the million, 60 s', `${fixed(audience.sender.mailsPerSecond)} mails/s, peak RSS ${mb(audience.sender.peakRss)}`, '', '',
+      verdict(audience.sender.peakRss < SENDER_RSS_LIMIT && send.workerPeakRss < SENDER_RSS_LIMIT, '< 200 MB')],
+  ];
+  return rows.map((row) => `| ${row.join(' | ')} |`).join('\n');
+}
+
+export function markdown(r: Results): string {
+  return [
+    `Measured with \`npm run bench\` on ${machine(r.postgres)}; the whole run took ${fixed(r.totalSeconds / 60, 1)} minutes `
+      + `(load average ${fixed(r.loadBefore, 1)} when it started).`,
+    'Every ratio compares two runs on the same machine in the same run.',
+    '',
+    table(r),
+    '',
+  ].join('\n');
+}
+
+export function writeResults(text: string, options: { readme: boolean }): void {
+  writeFileSync(path.join(ROOT, 'bench/results.md'), `# Benchmark results\n\n${text}`);
+  if (!options.readme) return;
+  const readmePath = path.join(ROOT, 'README.md');
+  const readme = readFileSync(readmePath, 'utf8');
+  const start = readme.indexOf('## Benchmarks\n');
+  if (start < 0) throw new Error('README.md has no "## Benchmarks" section');
+  const next = readme.indexOf('\n## ', start + 1);
+  const end = next < 0 ? readme.length : next + 1;
+  const intro = readme.slice(start, end).split('\n<!-- bench results -->')[0]!.trimEnd();
+  writeFileSync(readmePath, `${readme.slice(0, start)}${intro}\n<!-- bench results -->\n${text}${next < 0 ? '' : '\n'}${readme.slice(end)}`);
+}
