@@ -160,6 +160,13 @@ it(`takes ${RATE} signups a second for ${SECONDS} s with confirmations and a cam
 
   const accepted: string[] = [];
   const failures: string[] = [];
+  /** Failures by the minute of the run in which they were asked, to tell a bad patch from a trend. */
+  const failuresByMinute = new Map<number, number>();
+  const failed = (n: number, what: string) => {
+    failures.push(what);
+    const minute = Math.floor(n / RATE / 60);
+    failuresByMinute.set(minute, (failuresByMinute.get(minute) ?? 0) + 1);
+  };
   const pending = new Set<Promise<void>>();
   const track = (work: Promise<void>) => {
     pending.add(work);
@@ -174,22 +181,23 @@ it(`takes ${RATE} signups a second for ${SECONDS} s with confirmations and a cam
       });
       const text = await response.text();
       if (response.status === 202) accepted.push(email);
-      else failures.push(`signup ${email}: ${response.status} ${text.slice(0, 200)}`);
+      else failed(n, `signup ${email}: ${response.status} ${text.slice(0, 200)}`);
     } catch (error) {
-      failures.push(`signup ${email}: ${String(error)} ${String((error as Error).cause ?? '')}`);
+      failed(n, `signup ${email}: ${String(error)} ${String((error as Error).cause ?? '')}`);
     }
   })());
   let confirmed = 0;
   const confirm = ({ to, link }: { to: string; link: string }) => track((async () => {
+    const n = Number(to.slice(5, to.indexOf('@')));
     try {
       const response = await fetch(link.replace('https://assent.test', base), {
-        method: 'POST', headers: { 'x-forwarded-for': clientIp(Number(to.slice(5, to.indexOf('@')))) }, signal: AbortSignal.timeout(30_000),
+        method: 'POST', headers: { 'x-forwarded-for': clientIp(n) }, signal: AbortSignal.timeout(30_000),
       });
       await response.text();
       if (response.status === 200) confirmed += 1;
-      else failures.push(`confirm ${to}: ${response.status}`);
+      else failed(n, `confirm ${to}: ${response.status}`);
     } catch (error) {
-      failures.push(`confirm ${to}: ${String(error)} ${String((error as Error).cause ?? '')}`);
+      failed(n, `confirm ${to}: ${String(error)} ${String((error as Error).cause ?? '')}`);
     }
   })());
 
@@ -206,7 +214,7 @@ it(`takes ${RATE} signups a second for ${SECONDS} s with confirmations and a cam
     while (confirmQueue.length > 0) confirm(confirmQueue.shift()!);
     if (elapsed >= nextSample) {
       samples.push(await sample(Math.round(elapsed)));
-      nextSample += 2;
+      nextSample = elapsed + 2; // after a stall, one sample, not a burst of them
     }
     await sleep(5);
   }
@@ -262,12 +270,18 @@ it(`takes ${RATE} signups a second for ${SECONDS} s with confirmations and a cam
   const summary = (from: number, to: number) => ({
     rss: Math.max(...window(from, to).map((s) => s.rss)), heap: Math.min(...window(from, to).map((s) => s.heap)),
   });
-  const early = summary(warmUp, SECONDS / 2);
+  const early = summary(warmUp, Math.max(SECONDS / 2, warmUp + 5));
   const late = summary(SECONDS * 0.75, SECONDS);
 
   console.log([
     `soak: ${SECONDS} s at ${RATE} signups/s: ${launched} sent in ${loadSeconds.toFixed(0)} s (${(launched / loadSeconds).toFixed(1)}/s), `
       + `${accepted.length} accepted (202), ${confirmed} confirmed, ${failures.length} errors`,
+    `errors by minute of the run: ${JSON.stringify(Object.fromEntries([...failuresByMinute].sort(([a], [b]) => a - b)))}; `
+      + `by kind: ${JSON.stringify(Object.entries(failures.reduce<Record<string, number>>((kinds, f) => {
+        const kind = f.replace(/soak-\d+@example\.org/, '').replace(/\{.*$/, '').trim();
+        kinds[kind] = (kinds[kind] ?? 0) + 1;
+        return kinds;
+      }, {})))}`,
     `lost: ${JSON.stringify(lost)}`,
     `mails: ${sink.received} received; confirmation mails per accepted signup: ${Math.min(...confirmationMails)}..${Math.max(...confirmationMails)}; `
       + `campaign ${JSON.stringify(campaign)}, ${readerMails.length} readers mailed, at most ${Math.max(0, ...readerMails.map(([, n]) => n))} each`,
