@@ -17,7 +17,7 @@ import { CampaignWorker, DEFAULT_CAMPAIGN_OPTIONS } from '../src/workers/campaig
 import { DEFAULT_OUTBOX_OPTIONS, OutboxWorker } from '../src/workers/outbox.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { createList, freshIp, postJson, seedConfirmed } from './helpers/http.js';
-import { createTestService, type TestService } from './helpers/service.js';
+import { API_KEY, createTestService, type TestService } from './helpers/service.js';
 import { SmtpSink } from './helpers/smtp.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -183,6 +183,37 @@ describe('a connection lost between two statements of a transaction', () => {
     expect(isDatabaseUnavailable(failure)).toBe(true);
     const { rows } = await sql<{ one: number }>`select 1 as one`.execute(tdb.db);
     expect(rows).toEqual([{ one: 1 }]);
+  });
+});
+
+describe('an Idempotency-Key whose first request never stored its answer', () => {
+  let tdb: TestDatabase;
+  let service: TestService;
+  beforeAll(async () => {
+    tdb = await createTestDatabase();
+    service = await createTestService(tdb.db);
+  });
+  afterAll(async () => {
+    service?.close();
+    await tdb?.drop();
+  });
+
+  const pause = (key: string) => service.app.request('/api/v1/campaigns/999/pause', {
+    method: 'POST', headers: { authorization: `Bearer ${API_KEY}`, 'idempotency-key': key },
+  });
+
+  // The database went away between the claim and the answer (or the process died): the
+  // retry after the outage must not be told "still running" for the key's whole day.
+  it('is "in progress" for a minute, then the retry runs', async () => {
+    expect((await pause('died-early')).status).toBe(404);
+    await tdb.query(`update idempotency_keys set status = null, body = null where key = 'died-early'`);
+    expect((await pause('died-early')).status).toBe(409);
+    await tdb.query(`update idempotency_keys set created_at = now() - interval '61 seconds' where key = 'died-early'`);
+    const retry = await pause('died-early');
+    expect(retry.status).toBe(404);
+    expect(retry.headers.get('idempotent-replayed')).toBeNull();
+    const replay = await pause('died-early');
+    expect(replay.headers.get('idempotent-replayed')).toBe('true');
   });
 });
 

@@ -289,7 +289,8 @@ it(`takes ${RATE} signups a second for ${SECONDS} s with confirmations and a cam
     `memory: RSS at start ${mib(samples[0]!.rss)}, after warm-up (${warm.second} s) ${mib(warm.rss)}, at end ${mib(end.rss)}; `
       + `heap used ${mib(samples[0]!.heap)} / ${mib(warm.heap)} / ${mib(end.heap)}; `
       + `warm-up to half-time: RSS peak ${mib(early.rss)}, heap trough ${mib(early.heap)}; last quarter: RSS peak ${mib(late.rss)}, heap trough ${mib(late.heap)}`,
-    `samples (s: RSS, heap): ${samples.filter((s) => s.second % 10 === 0).map((s) => `${s.second}: ${mib(s.rss)}, ${mib(s.heap)}`).join('; ')}`,
+    `samples (s: RSS, heap), one per 10 s: ${samples.filter((s, i) => i === 0 || Math.floor(s.second / 10) > Math.floor(samples[i - 1]!.second / 10))
+      .map((s) => `${s.second}: ${mib(s.rss)}, ${mib(s.heap)}`).join('; ')}`,
     ...failures.slice(0, 10),
     ...logErrors.slice(0, 5),
   ].join('\n'));

@@ -10,6 +10,10 @@ import { DomainError } from '../../errors.js';
 import type { ApiEnv } from './index.js';
 
 const KEPT_HOURS = 24;
+// A first request that never stored its answer (its process died, or the database went away
+// between the claim and the answer) would leave its key "in progress" for KEPT_HOURS: a retry
+// after this long takes the key over. No request runs this long (the pool gives up in 5 s).
+const ABANDONED_AFTER_SECONDS = 60;
 const SWEEP_INTERVAL_MS = 10 * 60_000;
 
 export function idempotency(db: Database, options: { skip?: (path: string) => boolean } = {}): MiddlewareHandler<ApiEnv> {
@@ -34,8 +38,15 @@ export function idempotency(db: Database, options: { skip?: (path: string) => bo
       if (!first.request_hash.equals(requestHash)) {
         throw new DomainError('idempotency_key_reused', 'this Idempotency-Key was used for a different request');
       }
-      if (first.status === null) throw new DomainError('idempotency_key_in_progress', 'the first request with this Idempotency-Key is still running');
-      return c.body(first.body ?? '', first.status as 200, { 'content-type': 'application/json', 'idempotent-replayed': 'true' });
+      if (first.status !== null) {
+        return c.body(first.body ?? '', first.status as 200, { 'content-type': 'application/json', 'idempotent-replayed': 'true' });
+      }
+      const takenOver = await db.updateTable('idempotency_keys').set({ created_at: sql`now()` })
+        .where('key_owner', '=', owner).where('key', '=', key).where('status', 'is', null)
+        .where('created_at', '<', sql<Date>`now() - ${`${ABANDONED_AFTER_SECONDS} seconds`}::interval`)
+        .returning('key')
+        .executeTakeFirst();
+      if (!takenOver) throw new DomainError('idempotency_key_in_progress', 'the first request with this Idempotency-Key is still running');
     }
 
     await next();
