@@ -54,7 +54,7 @@ const owned = (db: Database | Trx, message: Owned) => db.updateTable('campaign_m
   .where('campaign_id', '=', message.campaignId).where('subscriber_id', '=', message.subscriberId)
   .where('locked_by', '=', message.workerId);
 
-export async function markMessageSent(trx: Trx, message: Owned, sent: { messageId: string; response: string }): Promise<boolean> {
+export async function markMessageSent(trx: Database | Trx, message: Owned, sent: { messageId: string; response: string }): Promise<boolean> {
   const result = await owned(trx, message)
     .set({ status: 'sent', sent_at: sql`now()`, message_id: sent.messageId, smtp_response: sent.response.slice(0, 1000), last_error: null, locked_by: null, locked_until: null })
     .executeTakeFirst();

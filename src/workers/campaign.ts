@@ -13,9 +13,10 @@ import { listHeaders, recipientLinks, sharedContext } from '../campaigns/message
 import { findCampaignTemplates, findRecipients, finishCampaignIfDone, type RecipientRow } from '../campaigns/store.js';
 import { type ParsedCampaign, parseCampaign, renderCampaignMail } from '../campaigns/templates.js';
 import type { Deps } from '../deps.js';
+import type { Database, Trx } from '../db/database.js';
 import { type MailSender, messageId, SendError } from '../mail/transport.js';
 import * as store from './campaign-store.js';
-import { eachLimited, LoopingWorker, WorkerLoop } from './loop.js';
+import { eachLimited, LoopingWorker, recordPersistently, WorkerLoop } from './loop.js';
 
 export interface CampaignWorkerOptions {
   batchSize: number;
@@ -116,6 +117,13 @@ export class CampaignWorker extends LoopingWorker {
     const mail = await renderCampaignMail(campaign.parsed, personal.context);
     const id = messageId(config.mailFrom);
 
+    // Set once the relay has taken the mail: from then on it is never retried, only recorded.
+    let sent: { messageId: string; response: string } | undefined;
+    const recordSent = async (trx: Trx | Database) => {
+      if (!(await store.markMessageSent(trx, owned, sent!))) {
+        log.warn({ campaign_id: message.campaign_id }, 'sent a message whose claim had passed to another worker');
+      }
+    };
     await db.transaction().execute(async (trx) => {
       const gate = await store.lockForSending(trx, { ...owned, listId: campaign.listId });
       if (!gate || gate.campaign_status !== 'sending') {
@@ -132,17 +140,23 @@ export class CampaignWorker extends LoopingWorker {
           from: config.mailFrom, to: recipient.email!, subject: mail.subject, html: mail.html, text: mail.text,
           messageId: id, ...listHeaders(config, campaign.list, links),
         });
-        stopTimer();
-        metrics.mailsSent.inc({ kind: 'campaign' });
-        if (!(await store.markMessageSent(trx, owned, { messageId: id, response }))) {
-          log.warn({ campaign_id: message.campaign_id }, 'sent a message whose claim had passed to another worker');
-        }
+        sent = { messageId: id, response };
       } catch (error) {
         const failure = error instanceof SendError ? error : new SendError(String(error), false);
         metrics.mailsFailed.inc({ kind: 'campaign', permanent: String(failure.permanent) });
         if (failure.permanent || message.attempts >= this.options.maxAttempts) await store.markMessageFailed(trx, owned, failure.message);
         else await store.scheduleMessageRetry(trx, owned, failure.message, { baseMs: this.options.retryBaseMs, maxMs: this.options.retryMaxMs });
+        return;
       }
+      stopTimer();
+      metrics.mailsSent.inc({ kind: 'campaign' });
+      await recordSent(trx);
+    }).catch(async (error: unknown) => {
+      if (!sent) throw error;
+      // The relay took the mail but the transaction recording it failed (its connection died,
+      // say): record it on its own, kept trying while our claim holds, or it would go again.
+      await recordPersistently(() => recordSent(db), this.options.leaseMs / 2,
+        (retryError) => log.warn({ campaign_id: message.campaign_id, err: retryError }, 'could not record a sent message yet; trying again'));
     });
   }
 }

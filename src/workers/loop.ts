@@ -86,6 +86,24 @@ export async function eachLimited<T>(items: readonly T[], limit: number, stopped
   return items.slice(next);
 }
 
+/**
+ * Runs `record` until it succeeds or `giveUpMs` has passed, waiting 250 ms doubling to 5 s in
+ * between. For the one write that must not be lost: that the relay took a mail. Left
+ * unrecorded, the mail would be sent again once its claim ran out.
+ */
+export async function recordPersistently<T>(record: () => Promise<T>, giveUpMs: number, onRetry: (error: unknown) => void): Promise<T> {
+  const deadline = Date.now() + giveUpMs;
+  for (let waitMs = 250; ; waitMs = Math.min(waitMs * 2, 5_000)) {
+    try {
+      return await record();
+    } catch (error) {
+      if (Date.now() + waitMs > deadline) throw error;
+      onRetry(error);
+      await new Promise((resolve) => setTimeout(resolve, waitMs));
+    }
+  }
+}
+
 /** A worker driven by a WorkerLoop: start, wake when work was just queued, stop gracefully. */
 export abstract class LoopingWorker {
   protected abstract readonly loop: WorkerLoop;

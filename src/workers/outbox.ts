@@ -6,7 +6,7 @@ import { hostname } from 'node:os';
 import type { Deps } from '../deps.js';
 import { addressTag } from '../log.js';
 import { type MailSender, SendError } from '../mail/transport.js';
-import { eachLimited, LoopingWorker, WorkerLoop } from './loop.js';
+import { eachLimited, LoopingWorker, recordPersistently, WorkerLoop } from './loop.js';
 import * as store from './store.js';
 
 export interface OutboxWorkerOptions {
@@ -62,16 +62,12 @@ export class OutboxWorker extends LoopingWorker {
       return;
     }
     const stopTimer = metrics.sendLatency.startTimer({ kind: mail.kind });
+    let response: string;
     try {
-      const response = await sender.send({
+      response = await sender.send({
         from: config.mailFrom, to: mail.recipient, subject: mail.subject ?? '', html: mail.html ?? '', text: mail.text ?? '',
         messageId: mail.message_id,
       });
-      stopTimer();
-      metrics.mailsSent.inc({ kind: mail.kind });
-      if (!(await store.markMailSent(db, this.id, mail.id, response))) {
-        log.warn({ outbox_id: mail.id }, 'sent a mail whose claim had passed to another worker');
-      }
     } catch (error) {
       const failure = error instanceof SendError ? error : new SendError(String(error), false);
       metrics.mailsFailed.inc({ kind: mail.kind, permanent: String(failure.permanent) });
@@ -79,6 +75,13 @@ export class OutboxWorker extends LoopingWorker {
       log.warn({ outbox_id: mail.id, recipient: addressTag(config.tokenSecrets![0]!, mail.recipient), attempts: mail.attempts, final, error: failure.message }, 'mail not sent');
       if (final) await store.markMailFailed(db, this.id, mail.id, failure.message);
       else await store.scheduleMailRetry(db, this.id, mail.id, failure.message, { baseMs: this.options.retryBaseMs, maxMs: this.options.retryMaxMs });
+      return;
     }
+    stopTimer();
+    metrics.mailsSent.inc({ kind: mail.kind });
+    // The relay has it: never a retry from here on, only the record, kept trying while our claim holds.
+    const recorded = await recordPersistently(() => store.markMailSent(db, this.id, mail.id, response), this.options.leaseMs / 2,
+      (error) => log.warn({ outbox_id: mail.id, err: error }, 'could not record a sent mail yet; trying again'));
+    if (!recorded) log.warn({ outbox_id: mail.id }, 'sent a mail whose claim had passed to another worker');
   }
 }
