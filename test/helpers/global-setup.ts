@@ -9,7 +9,8 @@ import type { TestProject } from 'vitest/node';
 import { createDatabase } from '../../src/db/database.js';
 import { startEmbeddedDatabase, type EmbeddedDatabase } from '../../src/db/embedded.js';
 import { migrateToLatest } from '../../src/db/migrate.js';
-import { countLines, findAddresses } from './log-scan.js';
+import { countLines, findLeaks } from './log-scan.js';
+import { API_KEY, TEST_SECRET } from './secrets.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -55,14 +56,16 @@ export default async function setup(project: TestProject) {
     await embedded?.stop();
     if (dataDir) await rm(dataDir, { recursive: true, force: true });
 
-    // The promise that no log line names a subscriber, checked over the whole run.
-    const leaks = findAddresses(logDir);
+    // The promise that no log line names a subscriber or holds a secret, checked over the whole run.
+    // (the embedded server's password; none when DATABASE_URL names a trust-auth server)
+    const password = decodeURIComponent(new URL(adminUrl).password);
+    const leaks = findLeaks(logDir, [TEST_SECRET, API_KEY, ...(password ? [password] : [])]);
     const checked = countLines(logDir);
     if (leaks.length > 0) {
-      throw new Error(`${leaks.length} of ${checked} log lines hold an email address (logs kept in ${logDir}):\n`
+      throw new Error(`${leaks.length} of ${checked} log lines hold an email address or a secret (logs kept in ${logDir}):\n`
         + leaks.slice(0, 5).map(({ file, line }) => `  ${file}: ${line}`).join('\n'));
     }
-    process.stdout.write(`log check: ${checked} log lines of this run, none holds an email address\n`);
+    process.stdout.write(`log check: ${checked} log lines of this run, none holds an email address or a secret\n`);
     await rm(logDir, { recursive: true, force: true });
   };
 }

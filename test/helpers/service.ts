@@ -10,8 +10,8 @@ import { CampaignWorker } from '../../src/workers/campaign.js';
 import { OutboxWorker, type OutboxWorkerOptions } from '../../src/workers/outbox.js';
 import { testLogger } from './logs.js';
 
-export const API_KEY = 'test-api-key-0123456789abcdef';
-export const TEST_SECRET = 'test-secret-0123456789abcdef0123456789abcdef';
+export { API_KEY, TEST_SECRET } from './secrets.js';
+import { API_KEY, TEST_SECRET } from './secrets.js';
 
 export class FakeClock {
   constructor(public now = Date.parse('2026-01-15T10:00:00Z')) {}
