@@ -1,7 +1,7 @@
 // The send ceiling: nodemailer's pooled SMTP transport, configured as src/mail/transport.ts
 // configures it (same pool size), sending prebuilt messages of the campaign's size to the
 // same sink. No database, no rendering, no MIME build: what the relay connection alone allows.
-// argv: SMTP_URL COUNT BYTES CONNECTIONS. Answers over IPC with {mailsPerSecond, maxRssBytes}.
+// argv: SMTP_URL COUNT BYTES CONNECTIONS. Answers over IPC with {mailsPerSecond, seconds, maxRssBytes, cpuSeconds}.
 import nodemailer from 'nodemailer';
 
 const [url, countArg, bytesArg, connectionsArg] = process.argv.slice(2);
@@ -39,6 +39,7 @@ const message = prebuilt(0);
 const WINDOW = 64;
 let next = 0;
 const started = process.hrtime.bigint();
+const cpuBefore = process.cpuUsage();
 await Promise.all(Array.from({ length: WINDOW }, async () => {
   while (next < count) {
     const n = next++;
@@ -46,5 +47,8 @@ await Promise.all(Array.from({ length: WINDOW }, async () => {
   }
 }));
 const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+const cpu = process.cpuUsage(cpuBefore);
 transport.close();
-process.send!({ mailsPerSecond: count / seconds, seconds, maxRssBytes: process.resourceUsage().maxRSS * 1024 }, () => process.exit(0));
+process.send!({
+  mailsPerSecond: count / seconds, seconds, maxRssBytes: process.resourceUsage().maxRSS * 1024, cpuSeconds: (cpu.user + cpu.system) / 1e6,
+}, () => process.exit(0));

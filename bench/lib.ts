@@ -1,7 +1,7 @@
 // What every benchmark part shares: child processes we start and always end, the peak
 // memory of a process, and waiting on a condition with a deadline.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { openSync, readFileSync, writeFileSync } from 'node:fs';
+import { openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -77,6 +77,54 @@ export function resetPeakRss(pid: number): void {
 export function currentRss(pid: number): number {
   const match = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return match ? Number(match[1]) * 1024 : 0;
+}
+
+const TICKS_PER_SECOND = 100; // USER_HZ, 100 on every Linux that matters
+
+/** Seconds of CPU a process has used, with that of its children that have ended (/proc/<pid>/stat). */
+export function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  // utime, stime, cutime, cstime: fields 14 to 17 of proc(5), counted here after the name
+  return (Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14])) / TICKS_PER_SECOND;
+}
+
+/** CPU seconds of a process and all its descendants, living or ended: a PostgreSQL server and its backends. */
+export function treeCpuSeconds(pid: number): number {
+  const children = new Map<number, number[]>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const parent = Number(readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]);
+      children.set(parent, [...(children.get(parent) ?? []), Number(entry)]);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  // A child's own figure holds its ended children; its living ones are added by walking on.
+  const walk = (id: number): number => (children.get(id) ?? []).reduce((sum, child) => {
+    try {
+      return sum + cpuSeconds(child) + walk(child);
+    } catch {
+      return sum; // ended since the listing: its time is in its parent's figure now
+    }
+  }, 0);
+  return cpuSeconds(pid) + walk(pid);
+}
+
+/** The PostgreSQL server's pid, from the lock file in its data folder. */
+export function postmasterPid(dataDir: string): number {
+  return Number(readFileSync(path.join(dataDir, 'postgres/postmaster.pid'), 'utf8').split('\n')[0]);
+}
+
+/** CPU used by each of some processes while `task` ran, in milliseconds per unit of work it reports. */
+export async function cpuPer<T extends { units: number }>(pids: Record<string, { pid: number; tree?: boolean }>, task: () => Promise<T>):
+  Promise<T & { cpuMs: Record<string, number> }> {
+  const read = () => Object.fromEntries(Object.entries(pids).map(([name, p]) => [name, p.tree ? treeCpuSeconds(p.pid) : cpuSeconds(p.pid)]));
+  const before = read();
+  const result = await task();
+  const after = read();
+  const cpuMs = Object.fromEntries(Object.keys(pids).map((name) => [name, (1000 * (after[name]! - before[name]!)) / Math.max(1, result.units)]));
+  return { ...result, cpuMs };
 }
 
 export async function waitUntil(what: string, check: () => Promise<boolean>, options: { timeoutMs: number; everyMs?: number }): Promise<void> {

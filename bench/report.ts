@@ -1,5 +1,5 @@
 // The one table every run prints, writes to bench/results.md and (with --readme) puts in the
-// README's "## Benchmarks" section.
+// README's "## Benchmarks" section, between two markers.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
 import path from 'node:path';
@@ -27,6 +27,10 @@ export interface Results {
 
 const SENDER_RSS_LIMIT = 200 * 1024 * 1024;
 const verdict = (ok: boolean, target: string) => `${target} ${ok ? '✓' : '✗ missed'}`;
+const total = (cpuMs: Record<string, number>) => Object.values(cpuMs).reduce((sum, ms) => sum + ms, 0);
+/** `1.92 app + 1.40 postgres = 3.32 ms`, in the order given. */
+const cpu = (cpuMs: Record<string, number>, names: Record<string, string>) =>
+  `${Object.entries(names).map(([key, name]) => `${fixed(cpuMs[key] ?? 0, 2)} ${name}`).join(' + ')} = ${fixed(total(cpuMs), 2)} ms`;
 
 export function machine(postgres: string): string {
   return `${availableParallelism()} CPUs (nproc), ${cpus()[0]?.model ?? 'unknown CPU'}, Node.js ${process.version}, ${postgres}`;
@@ -44,6 +48,8 @@ export function table(r: Results): string {
     ['---', '---', '---', '---', '---', '---'],
     ['signup: JSON, 64 connections, 20 s', 'requests/s', fixed(s.requestsPerSecond), `${fixed(b.requestsPerSecond)} (bare Hono route, one INSERT)`,
       fixed(signupRatio, 2), verdict(signupRatio >= 0.5, '≥ 0.5')],
+    ['', 'CPU per signup', cpu(s.cpuMs, { app: 'assent', postgres: 'PostgreSQL', sink: 'sink' }),
+      cpu(b.cpuMs, { app: 'route', postgres: 'PostgreSQL', sink: 'sink' }), fixed(total(b.cpuMs) / total(s.cpuMs), 2), ''],
     ['', 'latency p50 / p99', `${s.p50Ms} / ${s.p99Ms} ms`, `${b.p50Ms} / ${b.p99Ms} ms`, '', ''],
     ['', 'errors / non-2xx', `${s.errors} / ${s.non2xx}`, `${b.errors} / ${b.non2xx}`, '', verdict(s.errors === 0 && s.non2xx === 0, '0 / 0')],
     ['', 'rows after the run', `${fixed(c.accepted)} accepted (warm-up included) → ${fixed(c.subscribers)} subscribers `
@@ -52,6 +58,8 @@ export function table(r: Results): string {
     [`send: campaign to ${fixed(send.recipients)}, pool of ${send.poolSize}`, 'mails/s', `${fixed(send.mailsPerSecond)} (${fixed(send.sent)} in ${fixed(send.seconds, 1)} s)`,
       `${fixed(send.ceiling.mailsPerSecond)} (nodemailer pool, prebuilt ${fixed(send.messageBytes)}-byte messages)`,
       fixed(sendRatio, 2), verdict(sendRatio >= 0.8, '≥ 0.8')],
+    ['', 'CPU per mail', cpu(send.cpuMs, { worker: 'worker', postgres: 'PostgreSQL', sink: 'sink' }),
+      cpu(send.ceiling.cpuMs, { sender: 'sender', sink: 'sink' }), fixed(total(send.ceiling.cpuMs) / total(send.cpuMs), 2), ''],
     ['', 'peak RSS', `${mb(send.workerPeakRss)} (assent worker)`, `${mb(send.ceiling.maxRssBytes)}`, '', ''],
     ['render: per recipient vs once per campaign', 'µs', `${fixed(render.renderUs)} µs (links, context, Liquid, MIME; ${fixed(render.bytes)} bytes)`,
       `${fixed(render.compileUs)} µs (MJML compile)`, `1 compile = ${fixed(render.compileUs / render.renderUs)} renders`, ''],
@@ -76,15 +84,18 @@ export function markdown(r: Results): string {
   ].join('\n');
 }
 
+const BEGIN = '<!-- bench results: npm run bench -- --readme rewrites from here -->';
+const END = '<!-- bench results end -->';
+
+/** bench/results.md always; with `readme`, also the README between the markers in its "## Benchmarks" section. */
 export function writeResults(text: string, options: { readme: boolean }): void {
   writeFileSync(path.join(ROOT, 'bench/results.md'), `# Benchmark results\n\n${text}`);
   if (!options.readme) return;
   const readmePath = path.join(ROOT, 'README.md');
   const readme = readFileSync(readmePath, 'utf8');
-  const start = readme.indexOf('## Benchmarks\n');
-  if (start < 0) throw new Error('README.md has no "## Benchmarks" section');
-  const next = readme.indexOf('\n## ', start + 1);
-  const end = next < 0 ? readme.length : next + 1;
-  const intro = readme.slice(start, end).split('\n<!-- bench results -->')[0]!.trimEnd();
-  writeFileSync(readmePath, `${readme.slice(0, start)}${intro}\n<!-- bench results -->\n${text}${next < 0 ? '' : '\n'}${readme.slice(end)}`);
+  const section = readme.indexOf('## Benchmarks\n');
+  const start = readme.indexOf(BEGIN, section);
+  const end = readme.indexOf(END, start);
+  if (section < 0 || start < 0 || end < 0) throw new Error(`README.md's "## Benchmarks" section lacks the markers ${BEGIN} … ${END}`);
+  writeFileSync(readmePath, `${readme.slice(0, start + BEGIN.length)}\n${text}${readme.slice(end)}`);
 }

@@ -11,7 +11,7 @@ import { startEmbeddedDatabase } from '../src/db/embedded.js';
 import { migrateToLatest } from '../src/db/migrate.js';
 import { benchAudience } from './audience.js';
 import { buildService } from './build.js';
-import { killChildren, startChild } from './lib.js';
+import { killChildren, postmasterPid, startChild } from './lib.js';
 import { markdown, type RenderResult, writeResults } from './report.js';
 import { benchSend } from './send.js';
 import { benchSignup } from './signup.js';
@@ -53,10 +53,10 @@ try {
 
   const sink = startChild('bench/smtp-sink.ts', [], { log: path.join(dataDir, 'sink.log') });
   const { url: smtpUrl } = await sink.message<{ ready?: boolean; url: string }>((m) => m.ready === true);
-  const env = { cli, databaseUrl: database.url, smtpUrl, dataDir };
+  const env = { cli, databaseUrl: database.url, postgresPid: postmasterPid(dataDir), smtpUrl, dataDir };
 
   step('signup: the service, then the bare baseline, 64 connections for 20 s each');
-  const signup = await benchSignup(env, admin);
+  const signup = await benchSignup(env, admin, sink.pid);
   step('send: a campaign to 100,000, then the nodemailer ceiling');
   const send = await benchSend(env, admin, sink);
   step('audience: seeding a million, fixing the audience, the sender on it');

@@ -4,7 +4,7 @@
 import path from 'node:path';
 import type pg from 'pg';
 import { DEFAULT_CAMPAIGN_OPTIONS } from '../src/workers/campaign.js';
-import { type Child, peakRss, startChild, waitUntil } from './lib.js';
+import { type Child, cpuPer, peakRss, startChild, waitUntil } from './lib.js';
 import { NEWSLETTER } from './newsletter.js';
 import { seedConfirmed } from './seed.js';
 import { type AssentEnv, startAssent } from './service.js';
@@ -22,7 +22,9 @@ export interface SendResult {
   seconds: number;
   workerPeakRss: number;
   messageBytes: number;
-  ceiling: { mailsPerSecond: number; seconds: number; maxRssBytes: number };
+  /** Milliseconds of CPU per mail: the worker, PostgreSQL and the sink. */
+  cpuMs: Record<string, number>;
+  ceiling: { mailsPerSecond: number; seconds: number; maxRssBytes: number; cpuMs: Record<string, number> };
 }
 
 export async function sinkStats(sink: Child, options: { reset: boolean }): Promise<{ count: number; bytes: number }> {
@@ -53,18 +55,21 @@ export async function benchSend(env: AssentEnv, admin: pg.Pool, sink: Child): Pr
     await seedConfirmed(admin, { listId: await listId(admin, 'weekly'), prefix: 'send-', count: RECIPIENTS, suppressSome: false });
     const campaign = await serve.api<{ id: string }>('POST', '/api/v1/campaigns', { name: 'Weekly', list: 'weekly', ...NEWSLETTER });
     await sinkStats(sink, { reset: true });
-    await serve.api('POST', `/api/v1/campaigns/${campaign.id}/send`);
-    await waitUntil('the campaign to be sent', async () => {
-      const { rows } = await admin.query<{ status: string }>('select status from campaigns where id = $1', [campaign.id]);
-      return rows[0]!.status === 'sent';
-    }, { timeoutMs: 10 * 60_000, everyMs: 250 });
+    const sent = await cpuPer({ worker: { pid: worker.pid }, postgres: { pid: env.postgresPid, tree: true }, sink: { pid: sink.pid } }, async () => {
+      await serve.api('POST', `/api/v1/campaigns/${campaign.id}/send`);
+      await waitUntil('the campaign to be sent', async () => {
+        const { rows } = await admin.query<{ status: string }>('select status from campaigns where id = $1', [campaign.id]);
+        return rows[0]!.status === 'sent';
+      }, { timeoutMs: 10 * 60_000, everyMs: 250 });
+      return { units: RECIPIENTS };
+    });
     const workerPeakRss = peakRss(worker.pid);
     const span = await sentSpan(admin, campaign.id);
     const seconds = (span.last!.getTime() - span.first!.getTime()) / 1000;
     const delivered = await sinkStats(sink, { reset: true });
     result = {
       recipients: RECIPIENTS, poolSize: POOL_SIZE, sent: span.sent, mailsPerSecond: (span.sent - 1) / seconds, seconds,
-      workerPeakRss, messageBytes: Math.round(delivered.bytes / Math.max(1, delivered.count)),
+      workerPeakRss, messageBytes: Math.round(delivered.bytes / Math.max(1, delivered.count)), cpuMs: sent.cpuMs,
     };
   } finally {
     await worker.stop();
@@ -74,7 +79,12 @@ export async function benchSend(env: AssentEnv, admin: pg.Pool, sink: Child): Pr
   const ceiling = startChild('bench/ceiling-send.ts', [env.smtpUrl, String(RECIPIENTS), String(result.messageBytes), String(POOL_SIZE)], {
     log: path.join(env.dataDir, 'ceiling.log'),
   });
-  const answer = await ceiling.message<SendResult['ceiling']>((m) => typeof m.mailsPerSecond === 'number', 10 * 60_000);
+  type CeilingAnswer = Omit<SendResult['ceiling'], 'cpuMs'> & { cpuSeconds: number };
+  const answer = await cpuPer({ sink: { pid: sink.pid } }, async () => {
+    const reply = await ceiling.message<CeilingAnswer>((m) => typeof m.mailsPerSecond === 'number', 10 * 60_000);
+    return { ...reply, units: RECIPIENTS };
+  });
   await ceiling.stop();
-  return { ...result, ceiling: answer };
+  const { mailsPerSecond, seconds, maxRssBytes, cpuSeconds, cpuMs } = answer;
+  return { ...result, ceiling: { mailsPerSecond, seconds, maxRssBytes, cpuMs: { sender: (1000 * cpuSeconds) / RECIPIENTS, ...cpuMs } } };
 }

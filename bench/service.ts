@@ -18,6 +18,8 @@ export interface AssentEnv {
   /** The compiled cli.js to run. */
   cli: string;
   databaseUrl: string;
+  /** The PostgreSQL server, whose CPU (with its backends') is counted per request. */
+  postgresPid: number;
   smtpUrl: string;
   dataDir: string;
 }
