@@ -5,6 +5,7 @@ import { preferencesUrl } from '../src/campaigns/message.js';
 import { PREFERENCES_TTL_MS } from '../src/consent/tokens.js';
 import { useTestService } from './helpers/fixture.js';
 import { seedConfirmed, snapshot } from './helpers/http.js';
+import { createTestService } from './helpers/service.js';
 
 const t = useTestService({ smtp: true, lists: ['news', 'offers'] });
 
@@ -147,5 +148,34 @@ describe('"Lost your mail?"', () => {
     const { rows } = await t.tdb.query(`select count(*)::int as n from outbox where subscriber_id = $1 and kind = 'preferences_link'`, [id]);
     expect(rows[0].n).toBe(1);
     expect((await post('/manage', { email: 'not an address' })).status).toBe(400);
+  });
+
+  it('mails one address at most 5 links a day, however they are spaced, answering the same each time', async () => {
+    const id = await person('daily');
+    const first = await (await post('/manage', { email: 'daily1@example.org' })).text();
+    for (let i = 0; i < 6; i += 1) {
+      t.service.clock.advance(11 * 60_000);
+      expect(await (await post('/manage', { email: 'daily1@example.org' })).text()).toBe(first);
+    }
+    const { rows } = await t.tdb.query(`select count(*)::int as n from outbox where subscriber_id = $1 and kind = 'preferences_link'`, [id]);
+    expect(rows[0].n).toBe(5);
+  });
+
+  it('answers 429 with Retry-After past the per-IP limit, mailing nothing more', async () => {
+    const limited = await createTestService(t.tdb.db, { env: { SUBSCRIBE_RATE_LIMIT: '2/min' } });
+    try {
+      const id = await person('flood');
+      const from = { 'content-type': 'application/x-www-form-urlencoded', 'x-forwarded-for': '203.0.113.77' };
+      for (let i = 0; i < 2; i += 1) {
+        expect((await limited.app.request('/manage', { method: 'POST', headers: from, body: `email=stranger${i}%40example.org` })).status).toBe(200);
+      }
+      const refused = await limited.app.request('/manage', { method: 'POST', headers: from, body: 'email=flood1%40example.org' });
+      expect(refused.status).toBe(429);
+      expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+      const { rows } = await t.tdb.query(`select count(*)::int as n from outbox where subscriber_id = $1`, [id]);
+      expect(rows[0].n).toBe(0);
+    } finally {
+      limited.close();
+    }
   });
 });
