@@ -48,7 +48,7 @@ export interface OpenDatabase {
 export async function openDatabase(config: Config, log: Logger): Promise<OpenDatabase> {
   const embedded = config.databaseUrl ? undefined : await startEmbeddedDatabase(config.dataDir, { log: (line) => log.info(line) });
   if (embedded) log.info({ data_dir: path.resolve(config.dataDir) }, 'embedded PostgreSQL started');
-  const db = createDatabase(config.databaseUrl ?? embedded!.url);
+  const db = createDatabase(config.databaseUrl ?? embedded!.url, { max: config.databasePoolSize });
   try {
     const applied = await migrateToLatest(db);
     if (applied.length > 0) log.info({ migrations: applied }, 'migrations applied');

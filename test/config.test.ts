@@ -7,7 +7,7 @@ describe('configuration', () => {
     expect(result.ok).toBe(true);
     if (!result.ok) return;
     expect(result.config).toMatchObject({
-      port: 3000, host: '127.0.0.1', publicUrl: 'http://localhost:3000', dataDir: './.data',
+      port: 3000, host: '127.0.0.1', databasePoolSize: 10, publicUrl: 'http://localhost:3000', dataDir: './.data',
       mailFrom: 'assent <no-reply@localhost>', subscribeRateLimit: { count: 20, windowMs: 60_000 }, sendRate: 0, trustProxy: false,
     });
     expect(Object.isFrozen(result.config)).toBe(true);
@@ -31,6 +31,8 @@ describe('configuration', () => {
     expect(parseConfig({ SUBSCRIBE_RATE_LIMIT: 'lots' })).toMatchObject({ ok: false, problems: [expect.stringContaining('SUBSCRIBE_RATE_LIMIT')] });
     expect(parseConfig({ TOKEN_SECRETS: 'short' })).toMatchObject({ ok: false, problems: [expect.stringContaining('TOKEN_SECRETS')] });
     expect(parseConfig({ DKIM_DOMAIN: 'example.org' })).toMatchObject({ ok: false, problems: [expect.stringContaining('DKIM')] });
+    expect(parseConfig({ DATABASE_POOL_SIZE: '1' })).toMatchObject({ ok: false, problems: [expect.stringContaining('DATABASE_POOL_SIZE')] });
+    expect(parseConfig({ DATABASE_POOL_SIZE: '25' })).toMatchObject({ ok: true, config: { databasePoolSize: 25 } });
   });
 
   it('reads rate limits', () => {
