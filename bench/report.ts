@@ -26,6 +26,8 @@ export interface Results {
 }
 
 const SENDER_RSS_LIMIT = 200 * 1024 * 1024;
+// A million recipients' ids alone would be over 50 MB in a JS heap; the call may grow by less.
+const AUDIENCE_RSS_SLACK = 32 * 1024 * 1024;
 const verdict = (ok: boolean, target: string) => `${target} ${ok ? '✓' : '✗ missed'}`;
 const total = (cpuMs: Record<string, number>) => Object.values(cpuMs).reduce((sum, ms) => sum + ms, 0);
 /** `1.92 app + 1.40 postgres = 3.32 ms`, in the order given. */
@@ -65,7 +67,8 @@ export function table(r: Results): string {
       `${fixed(render.compileUs)} µs (MJML compile)`, `1 compile = ${fixed(render.compileUs / render.renderUs)} renders`, ''],
     [`audience: list of ${fixed(audience.subscribers)}`, 'fix the audience (POST …/send)', `${fixed(audience.fixSeconds, 1)} s for ${fixed(audience.audience)} recipients`,
       '', '', ''],
-    ['', 'serve process RSS', `${mb(audience.serveRssBefore)} before, ${mb(audience.servePeakRss)} peak during the call`, '', '', 'audience never in memory'],
+    ['', 'serve process RSS', `${mb(audience.serveRssBefore)} before, ${mb(audience.servePeakRss)} peak during the call`, '', '',
+      verdict(audience.servePeakRss - audience.serveRssBefore < AUDIENCE_RSS_SLACK, 'audience never in memory')],
     ['', 'GET /campaigns/{id} (counts)', `${fixed(audience.statusReadMs)} ms`, '', '', ''],
     ['', 'sender on the million, 60 s', `${fixed(audience.sender.mailsPerSecond)} mails/s, peak RSS ${mb(audience.sender.peakRss)}`, '', '',
       verdict(audience.sender.peakRss < SENDER_RSS_LIMIT && send.workerPeakRss < SENDER_RSS_LIMIT, '< 200 MB')],
@@ -97,5 +100,5 @@ export function writeResults(text: string, options: { readme: boolean }): void {
   const start = readme.indexOf(BEGIN, section);
   const end = readme.indexOf(END, start);
   if (section < 0 || start < 0 || end < 0) throw new Error(`README.md's "## Benchmarks" section lacks the markers ${BEGIN} … ${END}`);
-  writeFileSync(readmePath, `${readme.slice(0, start + BEGIN.length)}\n${text}${readme.slice(end)}`);
+  writeFileSync(readmePath, `${readme.slice(0, start + BEGIN.length)}\n${text}\n${readme.slice(end)}`);
 }

@@ -43,6 +43,9 @@ try {
   await migrateToLatest(migrator);
   await migrator.destroy();
   admin = new pg.Pool({ connectionString: database.url, max: 2 });
+  // pg's end() resolves before its idle clients have left; the server stopping right after
+  // would otherwise reach one of them as an unhandled 'error'.
+  admin.on('error', () => undefined);
   const { rows: [version] } = await admin.query<{ server_version: string }>('show server_version');
   const postgres = `PostgreSQL ${version!.server_version} (embedded, default settings)`;
 
