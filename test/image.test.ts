@@ -12,6 +12,7 @@ import { freePort } from '../src/db/embedded.js';
 import { useTestService } from './helpers/fixture.js';
 import { childLogFd } from './helpers/logs.js';
 import { TEST_SECRET } from './helpers/service.js';
+import { until } from './helpers/wait.js';
 
 const run = promisify(execFile);
 const t = useTestService({ smtp: true, lists: ['image'] });
@@ -79,15 +80,6 @@ async function healthcheck(port: string): Promise<number> {
   }
 }
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe().catch(() => undefined);
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`${what} did not happen in time`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
 
 beforeAll(async () => {
   root = await mkdtemp(path.join(tmpdir(), 'assent-image-'));
@@ -130,7 +122,7 @@ describe('the container image, built by its own steps', () => {
     expect(await healthcheck(env.PORT)).not.toBe(0); // nothing listening yet
     const child = startImage(env);
     const base = `http://127.0.0.1:${env.PORT}`;
-    await until('readiness', async () => ((await fetch(`${base}/readyz`)).ok ? true : undefined));
+    await until('readiness', async () => (await fetch(`${base}/readyz`)).ok, 30_000);
     expect(await healthcheck(env.PORT)).toBe(0);
 
     const since = t.smtp.received.length;
@@ -149,7 +141,7 @@ describe('the container image, built by its own steps', () => {
     const env = await productionEnv();
     const child = startImage(env, ['worker']);
     const base = `http://127.0.0.1:${env.PORT}`;
-    await until('readiness', async () => ((await fetch(`${base}/readyz`)).ok ? true : undefined));
+    await until('readiness', async () => (await fetch(`${base}/readyz`)).ok, 30_000);
     expect(await healthcheck(env.PORT)).toBe(0);
     expect((await fetch(`${base}/metrics`)).headers.get('content-type')).toMatch(/^text\/plain/);
     expect((await fetch(`${base}/subscribe`, { method: 'POST' })).status).toBe(404);

@@ -19,16 +19,10 @@ import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { createList, freshIp, postJson, seedConfirmed } from './helpers/http.js';
 import { API_KEY, createTestService, type TestService } from './helpers/service.js';
 import { SmtpSink } from './helpers/smtp.js';
+import { until } from './helpers/wait.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function until(what: string, condition: () => Promise<boolean> | boolean, timeoutMs = 40_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`${what} did not happen in time`);
-    await sleep(50);
-  }
-}
 
 /** How many mails each recipient got, among those received. */
 function deliveries(smtp: SmtpSink): Map<string, number> {

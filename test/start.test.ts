@@ -8,6 +8,7 @@ import { simpleParser } from 'mailparser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../src/db/embedded.js';
 import { keepChildLog } from './helpers/logs.js';
+import { until } from './helpers/wait.js';
 
 const KEY = 'start-test-key-0123456789abcdef';
 let child: ChildProcess;
@@ -15,15 +16,6 @@ let dataDir: string;
 let base: string;
 let output = '';
 
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const value = await probe().catch(() => undefined);
-    if (value !== undefined) return value;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error(`${what} did not happen in time; output:\n${output.slice(-3000)}`);
-}
 
 beforeAll(async () => {
   dataDir = await mkdtemp(path.join(tmpdir(), 'assent-start-'));
@@ -34,7 +26,7 @@ beforeAll(async () => {
   child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout!.on('data', (chunk) => { output += chunk; });
   child.stderr!.on('data', (chunk) => { output += chunk; });
-  await waitFor('readiness', async () => ((await fetch(`${base}/readyz`)).ok ? true : undefined));
+  await until('readiness', async () => (await fetch(`${base}/readyz`)).ok, 30_000, () => `output:\n${output.slice(-3000)}`);
 });
 
 afterAll(async () => {
@@ -57,7 +49,7 @@ describe('npm start on a fresh DATA_DIR', () => {
     expect(signup.status).toBe(303);
 
     const outbox = path.join(dataDir, 'data', 'outbox');
-    const file = await waitFor('an .eml in the outbox', async () => (await readdir(outbox)).find((name) => name.endsWith('.eml')));
+    const file = await until('an .eml in the outbox', async () => (await readdir(outbox)).find((name) => name.endsWith('.eml')), 30_000, () => `output:\n${output.slice(-3000)}`);
     const mail = await simpleParser(await readFile(path.join(outbox, file)));
     const link = /http:\/\/localhost:\d+\/confirm\/[A-Za-z0-9_.-]+/.exec(mail.text ?? '')?.[0];
     expect(link).toBeDefined();

@@ -7,6 +7,7 @@ import { useTestService } from './helpers/fixture.js';
 import { seedConfirmed } from './helpers/http.js';
 import { childLogFd } from './helpers/logs.js';
 import { TEST_SECRET } from './helpers/service.js';
+import { until } from './helpers/wait.js';
 
 const t = useTestService({ smtp: true, lists: ['shared', 'killed', 'deploy'] });
 const MJML = '<mjml><mj-body><mj-section><mj-column><mj-text>Hi {{ subscriber.email }}</mj-text></mj-column></mj-section></mj-body></mjml>';
@@ -40,13 +41,6 @@ async function startCampaign(list: string): Promise<string> {
   return id;
 }
 
-async function until(what: string, condition: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`${what} did not happen in time`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 const campaignStatus = async (id: string) => (await t.tdb.query('select status from campaigns where id = $1', [id])).rows[0].status;
 

@@ -5,6 +5,7 @@
 // (*sent*), the relay refuses it for good (*failed*), or it no longer may go (*skipped*:
 // unsubscribed, erased, or the campaign cancelled).
 import { findListBySlug } from '../consent/store.js';
+import { UUID } from '../consent/subscribers.js';
 import type { Deps } from '../deps.js';
 import type { AffinityLevel, CampaignStatus, MessageStatus } from '../db/schema.js';
 import { DomainError } from '../errors.js';
@@ -29,7 +30,6 @@ export interface CampaignView {
 // At most 18 digits: every such number fits a bigint, where 19 digits could pass 2^63 - 1 and
 // make PostgreSQL refuse the comparison (a 500 found by test/hostile.test.ts).
 const ID = /^[1-9]\d{0,17}$/;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 const notFound = (id: string) => new DomainError('campaign_not_found', `there is no campaign ${id}`);
 

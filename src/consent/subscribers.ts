@@ -11,7 +11,8 @@ import * as subscribers from './subscriber-store.js';
 /** Ordered from least to most familiar. */
 export const AFFINITY_LEVELS = ['confirmed', 'known', 'engaged'] as const satisfies readonly AffinityLevel[];
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** A subscriber id's shape: checked before a lookup, since PostgreSQL refuses a malformed uuid. */
+export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 type Db = Pick<Deps, 'db'>;
 

@@ -16,18 +16,9 @@ import type { Deps } from '../deps.js';
 import type { Database, Trx } from '../db/database.js';
 import { type MailSender, messageId, SendError } from '../mail/transport.js';
 import * as store from './campaign-store.js';
-import { eachLimited, LoopingWorker, recordPersistently, WorkerLoop } from './loop.js';
+import { eachLimited, LoopingWorker, type QueueWorkerOptions, recordPersistently, WorkerLoop } from './loop.js';
 
-export interface CampaignWorkerOptions {
-  batchSize: number;
-  /** Sends in flight at once; each holds one database connection while its SMTP exchange runs. */
-  concurrency: number;
-  leaseMs: number;
-  pollMs: number;
-  retryBaseMs: number;
-  retryMaxMs: number;
-  maxAttempts: number;
-}
+export type CampaignWorkerOptions = QueueWorkerOptions;
 
 export const DEFAULT_CAMPAIGN_OPTIONS: CampaignWorkerOptions = {
   batchSize: 100,

@@ -10,6 +10,22 @@ export interface Round {
   waitMs?: number;
 }
 
+/** How a queue worker claims, sends and retries; each worker has its own defaults. */
+export interface QueueWorkerOptions {
+  /** Rows claimed at once. */
+  batchSize: number;
+  /** Sends in flight at once: the SMTP pool's size. A campaign send also holds a database connection meanwhile. */
+  concurrency: number;
+  /** How long a claim holds before another worker may take the row over. */
+  leaseMs: number;
+  pollMs: number;
+  /** Backoff after a temporary failure: base * 2^(attempts - 1), capped. */
+  retryBaseMs: number;
+  retryMaxMs: number;
+  /** After this many attempts a temporary failure is final. */
+  maxAttempts: number;
+}
+
 export class WorkerLoop {
   private running = false;
   private loop: Promise<void> | undefined;

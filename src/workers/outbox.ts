@@ -6,20 +6,10 @@ import { hostname } from 'node:os';
 import type { Deps } from '../deps.js';
 import { addressTag } from '../log.js';
 import { type MailSender, SendError } from '../mail/transport.js';
-import { eachLimited, LoopingWorker, recordPersistently, WorkerLoop } from './loop.js';
+import { eachLimited, LoopingWorker, type QueueWorkerOptions, recordPersistently, WorkerLoop } from './loop.js';
 import * as store from './store.js';
 
-export interface OutboxWorkerOptions {
-  batchSize: number;
-  /** Mails handed to the relay at once: the SMTP pool's size. */
-  concurrency: number;
-  leaseMs: number;
-  pollMs: number;
-  retryBaseMs: number;
-  retryMaxMs: number;
-  /** After this many temporary failures the mail is marked failed. */
-  maxAttempts: number;
-}
+export type OutboxWorkerOptions = QueueWorkerOptions;
 
 export const DEFAULT_OUTBOX_OPTIONS: OutboxWorkerOptions = {
   batchSize: 50,
