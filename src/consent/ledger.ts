@@ -4,9 +4,9 @@
 // evidence still held, breaks verification. Erasure deletes evidence rows only; the chain
 // of hashes still verifies without them.
 import { createHash } from 'node:crypto';
-import { sql } from 'kysely';
+import { type ExpressionBuilder, sql } from 'kysely';
 import type { Database, Trx } from '../db/database.js';
-import type { ConsentEventKind } from '../db/schema.js';
+import type { ConsentEventKind, DB } from '../db/schema.js';
 
 export type Evidence = Record<string, unknown>;
 
@@ -59,18 +59,20 @@ function storable(evidence: Evidence): Evidence {
  * hash of the subscriber's chain. The caller holds the subscriber's row lock, so no other
  * event can slip in between.
  */
+/**
+ * The head of a subscriber's chain as two select columns (the database clock to the
+ * millisecond, the last event's hash), for chainHead and for statements that read more.
+ */
+export function chainHeadColumns(eb: ExpressionBuilder<DB, never>, subscriberId: string) {
+  return [
+    sql<Date>`date_trunc('milliseconds', now())`.as('now'),
+    eb.selectFrom('consent_events').select('hash')
+      .where('subscriber_id', '=', subscriberId).orderBy('id', 'desc').limit(1).as('prev_hash'),
+  ] as const;
+}
+
 export async function chainHead(trx: Trx, subscriberId: string): Promise<{ now: Date; prevHash: Buffer | null }> {
-  const row = await trx
-    .selectNoFrom((eb) => [
-      sql<Date>`date_trunc('milliseconds', now())`.as('now'),
-      eb.selectFrom('consent_events')
-        .select('hash')
-        .where('subscriber_id', '=', subscriberId)
-        .orderBy('id', 'desc')
-        .limit(1)
-        .as('prev_hash'),
-    ])
-    .executeTakeFirstOrThrow();
+  const row = await trx.selectNoFrom((eb) => chainHeadColumns(eb, subscriberId)).executeTakeFirstOrThrow();
   return { now: row.now, prevHash: row.prev_hash };
 }
 

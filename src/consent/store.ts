@@ -2,6 +2,7 @@
 import { type QueryCreator, sql } from 'kysely';
 import type { Database, Trx } from '../db/database.js';
 import type { DB, NewOutboxMail, SubscriptionStatus } from '../db/schema.js';
+import { chainHeadColumns } from './ledger.js';
 
 type Db = Database | Trx;
 
@@ -142,16 +143,13 @@ export async function findSubscription(db: Db, subscriberId: string, listId: str
 
 /**
  * What a signup checks once it holds the subscriber's lock, in one round trip: the head of
- * their consent chain (the query of ledger.chainHead: the database clock to the millisecond
- * and the last event's hash) and how many confirmation mails they were sent since `since`.
- * Both are read after the lock, so both see every earlier signup of this person.
+ * their consent chain (ledger.chainHeadColumns) and how many confirmation mails they were
+ * sent since `since`. Both are read after the lock, so both see every earlier signup.
  */
 export async function signupHead(trx: Trx, subscriberId: string, since: Date): Promise<{ head: { now: Date; prevHash: Buffer | null }; mailsSince: number }> {
   const row = await trx
     .selectNoFrom((eb) => [
-      sql<Date>`date_trunc('milliseconds', now())`.as('now'),
-      eb.selectFrom('consent_events').select('hash')
-        .where('subscriber_id', '=', subscriberId).orderBy('id', 'desc').limit(1).as('prev_hash'),
+      ...chainHeadColumns(eb, subscriberId),
       eb.selectFrom('outbox').select((ob) => ob.fn.countAll<string>().as('count'))
         .where('subscriber_id', '=', subscriberId).where('kind', '=', 'confirmation').where('created_at', '>', since).as('mails'),
     ])
