@@ -16,7 +16,7 @@ export function addressTag(secret: string, address: string): string {
 }
 
 /** `text` with every address in it replaced by its tag. */
-export function redactAddresses(secret: string, text: string): string {
+function redactAddresses(secret: string, text: string): string {
   return text.replace(ADDRESS, (address) => addressTag(secret, address));
 }
 

@@ -112,15 +112,18 @@ export async function startService(config: Config, roles: readonly Role[], log =
   // Every role listens: `serve` with the whole app, `worker` with the operations endpoints
   // only (/healthz, /readyz, and /metrics with its mail counters), so both can be probed.
   const app = roles.includes('serve') ? createApp(deps) : opsApp(deps);
+  // Workers finish or give back what they hold, then the SMTP pool and the database close.
+  const stopBehindServer = async () => {
+    await Promise.all([worker?.stop(), campaignWorker?.stop()]);
+    sender?.close();
+    await database.close();
+  };
   let server: ServerType | undefined;
   await new Promise<void>((resolve, reject) => {
     server = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, () => resolve());
     server.once('error', reject);
   }).catch(async (error: unknown) => {
-    await worker?.stop();
-    await campaignWorker?.stop();
-    sender?.close();
-    await database.close();
+    await stopBehindServer();
     throw error;
   });
   const address = server!.address();
@@ -131,9 +134,7 @@ export async function startService(config: Config, roles: readonly Role[], log =
     server: server!,
     async stop() {
       await new Promise<void>((resolve) => server!.close(() => resolve()));
-      await Promise.all([worker?.stop(), campaignWorker?.stop()]);
-      sender?.close();
-      await database.close();
+      await stopBehindServer();
     },
   };
 }
