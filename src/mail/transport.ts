@@ -4,6 +4,9 @@ import { mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
 import type { DkimConfig } from '../config.js';
+import { buildMessage, type OutgoingMail } from './mime.js';
+
+export type { OutgoingMail };
 
 // nodemailer's default list (RFC 6376 §5.4.1) plus List-Unsubscribe-Post: the one-click
 // header must be signed, or a receiver may ignore it (RFC 8058 §4).
@@ -18,18 +21,6 @@ const dkimOptions = (dkim: DkimConfig | undefined) => dkim && { ...dkim, headerF
 export function messageId(mailFrom: string): string {
   const domain = /@([^>\s]+)>?\s*$/.exec(mailFrom)?.[1] ?? 'localhost';
   return `<${randomUUID()}@${domain}>`;
-}
-
-export interface OutgoingMail {
-  from: string;
-  to: string;
-  subject: string;
-  html: string;
-  text: string;
-  messageId: string;
-  headers?: Record<string, string>;
-  /** nodemailer's list headers (List-Id, List-Unsubscribe, …), which it formats and encodes correctly. */
-  list?: Record<string, { url: string; comment?: string }>;
 }
 
 export interface MailSender {
@@ -79,7 +70,7 @@ export function smtpSender(smtpUrl: string, options: { dkim?: DkimConfig | undef
   return {
     async send(mail) {
       try {
-        const info = await transport.sendMail(mail);
+        const info = await transport.sendMail(buildMessage(mail));
         return String(info.response ?? '');
       } catch (error) {
         throw toSendError(error);
@@ -94,7 +85,7 @@ export function folderSender(dir: string, options: { dkim?: DkimConfig | undefin
   const transport = nodemailer.createTransport({ streamTransport: true, buffer: true, newline: 'unix', dkim: dkimOptions(options.dkim) });
   return {
     async send(mail) {
-      const info = await transport.sendMail(mail);
+      const info = await transport.sendMail(buildMessage(mail));
       await mkdir(dir, { recursive: true });
       const name = `${new Date().toISOString().replace(/[:.]/g, '-')}-${randomUUID().slice(0, 8)}.eml`;
       const temporary = path.join(dir, `.${name}.tmp`);
