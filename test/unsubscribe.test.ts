@@ -3,8 +3,9 @@ import { describe, expect, it } from 'vitest';
 import { verifyChain } from '../src/consent/ledger.js';
 import { useTestService } from './helpers/fixture.js';
 import { seedConfirmed, snapshot } from './helpers/http.js';
+import { until } from './helpers/wait.js';
 
-const t = useTestService({ smtp: true, lists: ['news', 'other', 'race'] });
+const t = useTestService({ smtp: true, lists: ['news', 'other', 'race', 'warm', 'chunk'] });
 
 const MJML = '<mjml><mj-body><mj-section><mj-column><mj-text>Hi</mj-text></mj-column></mj-section></mj-body></mjml>';
 
@@ -129,5 +130,42 @@ describe('one-click unsubscribe', () => {
     // the race was real: some left before their turn, and everyone else got exactly one mail
     expect(skipped).toBeGreaterThan(0);
     expect(mails.length).toBe(80 - skipped);
+  });
+
+  it('waits for a transaction of several sends that holds the person, and no mail reaches them after it answered', async () => {
+    const sent = async (id: string) => (await t.tdb.query('select status from campaigns where id = $1', [id])).rows[0].status === 'sent';
+    // A fast relay first, so that the worker's next transaction covers several sends.
+    await seedConfirmed(t.tdb, 'warm', 20, { prefix: 'warm' });
+    const warm = await (await t.service.api('POST', '/api/v1/campaigns', { name: 'warm', list: 'warm', subject: 'Warm', mjml: MJML })).json();
+    await t.service.api('POST', `/api/v1/campaigns/${warm.id}/send`);
+    t.service.campaignWorker.start();
+    await until('the first campaign to be sent', () => sent(warm.id), 10_000);
+
+    const ids = await seedConfirmed(t.tdb, 'chunk', 3, { prefix: 'chunk' });
+    const { id: campaign } = await (await t.service.api('POST', '/api/v1/campaigns', { name: 'chunk', list: 'chunk', subject: 'Chunk', mjml: MJML })).json();
+    t.smtp.delayMs = 150;
+    const before = t.smtp.received.length;
+    await t.service.api('POST', `/api/v1/campaigns/${campaign}/send`);
+    await until('the first of the three sends to be under way', async () => t.smtp.received.length > before, 10_000);
+    const answeredAt = new Map<string, number>();
+    await Promise.all(ids.map(async (id) => {
+      expect((await oneClick(await unsubscribePath(id, 'chunk'))).status).toBe(200);
+      answeredAt.set(id, Date.now());
+    }));
+    await until('the second campaign to be sent', () => sent(campaign), 10_000);
+    await t.service.campaignWorker.stop();
+    t.smtp.delayMs = 0;
+
+    const { rows: people } = await t.tdb.query('select id, email from subscribers where id = any($1)', [ids]);
+    const mails = t.smtp.received.slice(before);
+    // The three were locked together before the first send: all three got their mail, each
+    // before their unsubscribe answered, because the answers waited for the transaction.
+    expect(mails).toHaveLength(3);
+    for (const { id, email } of people) {
+      const toThem = mails.filter((mail) => mail.envelopeTo[0] === email);
+      expect(toThem).toHaveLength(1);
+      expect(toThem[0]!.rcptAt).toBeLessThanOrEqual(answeredAt.get(id)!);
+      expect(await statusOf(id, 'chunk')).toBe('unsubscribed');
+    }
   });
 });

@@ -1,7 +1,8 @@
 // The campaign sender's SQL. Claims follow the outbox's queue pattern (lease, SKIP LOCKED,
-// ownership checks). Each send runs inside a short transaction that holds the recipient's
-// subscription row FOR SHARE: an unsubscribe's UPDATE of that row waits for the send in
-// flight, and any send that starts after the unsubscribe committed sees it.
+// ownership checks). Sends run in short transactions, each over a chunk of messages, that
+// hold the recipients' subscription rows FOR SHARE: an unsubscribe's UPDATE of such a row
+// waits for the chunk in flight, and any send that starts after the unsubscribe committed
+// sees it.
 import { sql } from 'kysely';
 import type { Database, Trx } from '../db/database.js';
 
@@ -32,63 +33,86 @@ export async function claimDueMessages(db: Database, workerId: string, options: 
   return rows;
 }
 
+export interface MessageKey {
+  campaign_id: string;
+  subscriber_id: string;
+}
+
+export const messageKey = (message: MessageKey) => `${message.campaign_id}:${message.subscriber_id}`;
+
+export interface SendGate extends MessageKey {
+  campaign_status: string;
+  subscription_status: string;
+  erased: boolean;
+}
+
 /**
- * Locks the subscription FOR SHARE for the rest of the transaction and says whether the
- * message may still go: the campaign still sending, the person still confirmed and not erased.
+ * Locks the subscriptions of a chunk of messages FOR SHARE for the rest of the transaction,
+ * and says for each whether it may still go: the campaign still sending, the person still
+ * confirmed and not erased. Keyed by messageKey; a message with no subscription is absent.
  */
-export async function lockForSending(trx: Trx, message: { campaignId: string; subscriberId: string; listId: string }) {
-  const { rows } = await sql<{ campaign_status: string; subscription_status: string; erased: boolean }>`
-    select c.status as campaign_status, x.status as subscription_status, s.erased_at is not null as erased
-    from subscriptions x
-    join subscribers s on s.id = x.subscriber_id
-    join campaigns c on c.id = ${message.campaignId}
-    where x.subscriber_id = ${message.subscriberId} and x.list_id = ${message.listId}
+export async function lockForSending(trx: Trx, messages: (MessageKey & { list_id: string })[]): Promise<Map<string, SendGate>> {
+  const { rows } = await sql<SendGate>`
+    select r.campaign_id::text as campaign_id, r.subscriber_id::text as subscriber_id, c.status as campaign_status,
+      x.status as subscription_status, s.erased_at is not null as erased
+    from unnest(${messages.map((m) => m.campaign_id)}::bigint[], ${messages.map((m) => m.subscriber_id)}::uuid[], ${messages.map((m) => m.list_id)}::bigint[])
+      as r(campaign_id, subscriber_id, list_id)
+    join campaigns c on c.id = r.campaign_id
+    join subscriptions x on x.subscriber_id = r.subscriber_id and x.list_id = r.list_id
+    join subscribers s on s.id = r.subscriber_id
     for share of x
   `.execute(trx);
-  return rows[0];
+  return new Map(rows.map((row) => [messageKey(row), row]));
 }
 
-type Owned = { campaignId: string; subscriberId: string; workerId: string };
+/** What became of one claimed message. */
+export type Outcome =
+  | { kind: 'sent'; messageId: string; response: string }
+  | { kind: 'skipped'; reason: string }
+  | { kind: 'failed'; error: string }
+  | { kind: 'retry'; error: string }
+  /** Given back untouched: its campaign was paused or cancelled meanwhile, or the worker is stopping. */
+  | { kind: 'released' };
 
-const owned = (db: Database | Trx, message: Owned) => db.updateTable('campaign_messages')
-  .where('campaign_id', '=', message.campaignId).where('subscriber_id', '=', message.subscriberId)
-  .where('locked_by', '=', message.workerId);
+export type MessageOutcome = MessageKey & { outcome: Outcome };
 
-export async function markMessageSent(trx: Database | Trx, message: Owned, sent: { messageId: string; response: string }): Promise<boolean> {
-  const result = await owned(trx, message)
-    .set({ status: 'sent', sent_at: sql`now()`, message_id: sent.messageId, smtp_response: sent.response.slice(0, 1000), last_error: null, locked_by: null, locked_until: null })
-    .executeTakeFirst();
-  return result.numUpdatedRows > 0n;
-}
+const detailOf = (outcome: Outcome) => {
+  switch (outcome.kind) {
+    case 'sent': return outcome.response.slice(0, 1000);
+    case 'skipped': return outcome.reason;
+    case 'failed': case 'retry': return outcome.error.slice(0, 1000);
+    case 'released': return null;
+  }
+};
 
-export async function markMessageSkipped(db: Database | Trx, message: Owned, reason: string): Promise<void> {
-  await owned(db, message).set({ status: 'skipped', last_error: reason, locked_by: null, locked_until: null }).execute();
-}
-
-export async function markMessageFailed(db: Database | Trx, message: Owned, error: string): Promise<void> {
-  await owned(db, message).set({ status: 'failed', last_error: error.slice(0, 1000), locked_by: null, locked_until: null }).execute();
-}
-
-export async function scheduleMessageRetry(db: Database | Trx, message: Owned, error: string, backoff: { baseMs: number; maxMs: number }): Promise<void> {
-  await owned(db, message).set({
-    run_at: sql`now() + least(${backoff.maxMs}::float8, ${backoff.baseMs}::float8 * power(2, attempts - 1)) * interval '1 millisecond'`,
-    last_error: error.slice(0, 1000), locked_by: null, locked_until: null,
-  }).execute();
-}
-
-/** Gives a claimed message back untouched (its campaign was paused or cancelled meanwhile). */
-export async function releaseMessage(db: Database | Trx, message: Owned): Promise<void> {
-  await owned(db, message).set({ locked_by: null, locked_until: null, attempts: sql`greatest(attempts - 1, 0)` }).execute();
-}
-
-/** Gives back claimed messages this worker never started (it is shutting down), in one statement. */
-export async function releaseMessages(db: Database, workerId: string, messages: { campaign_id: string; subscriber_id: string }[]): Promise<void> {
-  await sql`
-    update campaign_messages m
-    set locked_by = null, locked_until = null, attempts = greatest(m.attempts - 1, 0)
-    from unnest(${messages.map((m) => m.campaign_id)}::bigint[], ${messages.map((m) => m.subscriber_id)}::uuid[]) as r(campaign_id, subscriber_id)
+/**
+ * Records what became of a chunk of messages, in one statement, for those this worker still
+ * holds. Returns the keys it recorded: a claim that passed to another worker is left alone.
+ */
+export async function recordOutcomes(db: Database | Trx, workerId: string, outcomes: MessageOutcome[], backoff: { baseMs: number; maxMs: number }): Promise<Set<string>> {
+  if (outcomes.length === 0) return new Set();
+  const { rows } = await sql<MessageKey>`
+    update campaign_messages m set
+      status = case when r.kind in ('sent', 'skipped', 'failed') then r.kind else m.status end,
+      sent_at = case when r.kind = 'sent' then now() else m.sent_at end,
+      message_id = case when r.kind = 'sent' then r.message_id else m.message_id end,
+      smtp_response = case when r.kind = 'sent' then r.detail else m.smtp_response end,
+      last_error = case r.kind when 'sent' then null when 'released' then m.last_error else r.detail end,
+      run_at = case when r.kind = 'retry'
+        then now() + least(${backoff.maxMs}::float8, ${backoff.baseMs}::float8 * power(2, m.attempts - 1)) * interval '1 millisecond'
+        else m.run_at end,
+      attempts = case when r.kind = 'released' then greatest(m.attempts - 1, 0) else m.attempts end,
+      locked_by = null, locked_until = null
+    from unnest(
+      ${outcomes.map((o) => o.campaign_id)}::bigint[], ${outcomes.map((o) => o.subscriber_id)}::uuid[],
+      ${outcomes.map((o) => o.outcome.kind)}::text[],
+      ${outcomes.map((o) => (o.outcome.kind === 'sent' ? o.outcome.messageId : null))}::text[],
+      ${outcomes.map((o) => detailOf(o.outcome))}::text[]
+    ) as r(campaign_id, subscriber_id, kind, message_id, detail)
     where m.campaign_id = r.campaign_id and m.subscriber_id = r.subscriber_id and m.locked_by = ${workerId}
+    returning m.campaign_id::text as campaign_id, m.subscriber_id::text as subscriber_id
   `.execute(db);
+  return new Set(rows.map(messageKey));
 }
 
 /**

@@ -6,6 +6,12 @@
 // recipient's subscription row FOR SHARE and checks it is still confirmed. An unsubscribe
 // must update that row, so it waits for a send already under way, and commits (and answers)
 // only afterwards; every send that starts later sees the withdrawal and skips.
+//
+// One transaction covers a chunk of sends, not one: its lock, its record of every outcome
+// (one statement) and its commit are shared by up to `sendsPerTransaction` mails. The chunk
+// is sized from how long a send takes, so that a transaction stays within about
+// `transactionBudgetMs`: that is as long as an unsubscribe can wait, and what a worker killed
+// outright (SIGKILL) may send twice, since a chunk's sends are recorded when it commits.
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { personalise } from '../campaigns/context.js';
@@ -13,12 +19,16 @@ import { listHeaders, recipientLinks, sharedContext } from '../campaigns/message
 import { findCampaignTemplates, findRecipients, finishCampaignIfDone, type RecipientRow } from '../campaigns/store.js';
 import { type ParsedCampaign, parseCampaign, renderCampaignMail } from '../campaigns/templates.js';
 import type { Deps } from '../deps.js';
-import type { Database, Trx } from '../db/database.js';
 import { type MailSender, messageId, SendError } from '../mail/transport.js';
 import * as store from './campaign-store.js';
-import { eachLimited, LoopingWorker, type QueueWorkerOptions, recordPersistently, WorkerLoop } from './loop.js';
+import { eachChunk, LoopingWorker, type QueueWorkerOptions, recordPersistently, WorkerLoop } from './loop.js';
 
-export type CampaignWorkerOptions = QueueWorkerOptions;
+export interface CampaignWorkerOptions extends QueueWorkerOptions {
+  /** The most sends one transaction covers. */
+  sendsPerTransaction: number;
+  /** How long a transaction's sends should take at most, as the recent sends went. */
+  transactionBudgetMs: number;
+}
 
 export const DEFAULT_CAMPAIGN_OPTIONS: CampaignWorkerOptions = {
   batchSize: 100,
@@ -28,6 +38,8 @@ export const DEFAULT_CAMPAIGN_OPTIONS: CampaignWorkerOptions = {
   retryBaseMs: 30_000,
   retryMaxMs: 30 * 60_000,
   maxAttempts: 50,
+  sendsPerTransaction: 10,
+  transactionBudgetMs: 100,
 };
 
 type WorkerDeps = Pick<Deps, 'db' | 'log' | 'metrics' | 'config' | 'signer' | 'catalogues' | 'clock'> & { sender: MailSender };
@@ -45,6 +57,8 @@ export class CampaignWorker extends LoopingWorker {
   protected readonly loop: WorkerLoop;
   /** Parsed templates per campaign: parsed once per worker, not per recipient. */
   private readonly campaigns = new Map<string, CampaignData>();
+  /** How long a send has been taking (a moving average), to size the chunks. Unknown at first: chunks of one. */
+  private sendMs = Number.POSITIVE_INFINITY;
 
   constructor(private readonly deps: WorkerDeps, options: Partial<CampaignWorkerOptions> = {}) {
     super();
@@ -75,9 +89,9 @@ export class CampaignWorker extends LoopingWorker {
     const recipients = new Map((await findRecipients(db, messages.map((m) => m.subscriber_id))).map((r) => [r.id, r]));
     const campaignIds = [...new Set(messages.map((m) => m.campaign_id))];
     for (const id of campaignIds) await this.campaign(id);
-    const unstarted = await eachLimited(messages, this.options.concurrency, () => this.stopping,
-      (message) => this.deliver(message, recipients.get(message.subscriber_id)));
-    if (unstarted.length > 0) await store.releaseMessages(db, this.id, unstarted);
+    const unstarted = await eachChunk(messages, this.options.concurrency, () => this.chunkSize(), () => this.stopping,
+      (chunk) => this.deliverChunk(chunk, recipients));
+    await store.recordOutcomes(db, this.id, unstarted.map((m) => ({ ...m, outcome: { kind: 'released' } })), this.backoff);
     for (const id of campaignIds) await finishCampaignIfDone(db, id);
     return { handled: messages.length };
   }
@@ -92,12 +106,55 @@ export class CampaignWorker extends LoopingWorker {
     return data;
   }
 
-  private async deliver(message: store.ClaimedMessage, recipient: RecipientRow | undefined): Promise<void> {
-    const { db, sender, config, metrics, log } = this.deps;
-    const owned = { campaignId: message.campaign_id, subscriberId: message.subscriber_id, workerId: this.id };
-    if (!recipient?.email) {
-      await store.markMessageSkipped(db, owned, 'subscriber erased');
-      return;
+  private get backoff() {
+    return { baseMs: this.options.retryBaseMs, maxMs: this.options.retryMaxMs };
+  }
+
+  private chunkSize(): number {
+    const { sendsPerTransaction, transactionBudgetMs } = this.options;
+    return Math.max(1, Math.min(sendsPerTransaction, Math.floor(transactionBudgetMs / this.sendMs)));
+  }
+
+  /**
+   * Sends a chunk of messages in one transaction that holds their subscriptions FOR SHARE,
+   * and records every outcome in it. Resolves with the messages it did not start (stopping).
+   */
+  private async deliverChunk(chunk: store.ClaimedMessage[], recipients: Map<string, RecipientRow>): Promise<store.ClaimedMessage[]> {
+    const { db, log } = this.deps;
+    const outcomes: store.MessageOutcome[] = [];
+    const unstarted: store.ClaimedMessage[] = [];
+    const warnIfNotHeld = (recorded: Set<string>) => {
+      const lost = outcomes.filter((o) => o.outcome.kind === 'sent' && !recorded.has(store.messageKey(o))).length;
+      if (lost > 0) log.warn({ messages: lost }, 'sent messages whose claims had passed to another worker');
+    };
+    try {
+      await db.transaction().execute(async (trx) => {
+        const gates = await store.lockForSending(trx, chunk.map((m) => ({ ...m, list_id: this.campaigns.get(m.campaign_id)!.listId })));
+        for (const message of chunk) {
+          if (this.stopping) unstarted.push(message);
+          else outcomes.push({ ...message, outcome: await this.deliver(message, recipients.get(message.subscriber_id), gates.get(store.messageKey(message))) });
+        }
+        warnIfNotHeld(await store.recordOutcomes(trx, this.id, outcomes, this.backoff));
+      });
+    } catch (error) {
+      const sent = outcomes.filter((o) => o.outcome.kind === 'sent');
+      if (sent.length === 0) throw error;
+      // The relay took these mails but the transaction recording them failed (its connection
+      // died, say): record them on their own, kept trying while our claims hold, or they would
+      // go again. The chunk's other messages stay claimed until their lease runs out.
+      warnIfNotHeld(await recordPersistently(() => store.recordOutcomes(db, this.id, sent, this.backoff), this.options.leaseMs / 2,
+        (retryError) => log.warn({ err: retryError }, 'could not record sent messages yet; trying again')));
+    }
+    return unstarted;
+  }
+
+  /** Sends one message if it may still go; says what became of it. */
+  private async deliver(message: store.ClaimedMessage, recipient: RecipientRow | undefined, gate: store.SendGate | undefined): Promise<store.Outcome> {
+    const { sender, config, metrics } = this.deps;
+    if (!recipient?.email) return { kind: 'skipped', reason: 'subscriber erased' };
+    if (!gate || gate.campaign_status !== 'sending') return { kind: 'released' };
+    if (gate.subscription_status !== 'confirmed' || gate.erased) {
+      return { kind: 'skipped', reason: gate.erased ? 'subscriber erased' : `subscription ${gate.subscription_status}` };
     }
     const campaign = this.campaigns.get(message.campaign_id)!;
     const links = recipientLinks(this.deps, recipient.id, campaign.listId);
@@ -107,47 +164,25 @@ export class CampaignWorker extends LoopingWorker {
     );
     const mail = await renderCampaignMail(campaign.parsed, personal.context);
     const id = messageId(config.mailFrom);
-
-    // Set once the relay has taken the mail: from then on it is never retried, only recorded.
-    let sent: { messageId: string; response: string } | undefined;
-    const recordSent = async (trx: Trx | Database) => {
-      if (!(await store.markMessageSent(trx, owned, sent!))) {
-        log.warn({ campaign_id: message.campaign_id }, 'sent a message whose claim had passed to another worker');
-      }
-    };
-    await db.transaction().execute(async (trx) => {
-      const gate = await store.lockForSending(trx, { ...owned, listId: campaign.listId });
-      if (!gate || gate.campaign_status !== 'sending') {
-        await store.releaseMessage(trx, owned);
-        return;
-      }
-      if (gate.subscription_status !== 'confirmed' || gate.erased) {
-        await store.markMessageSkipped(trx, owned, gate.erased ? 'subscriber erased' : `subscription ${gate.subscription_status}`);
-        return;
-      }
-      const stopTimer = metrics.sendLatency.startTimer({ kind: 'campaign' });
-      try {
-        const response = await sender.send({
-          from: config.mailFrom, to: recipient.email!, subject: mail.subject, html: mail.html, text: mail.text,
-          messageId: id, ...listHeaders(config, campaign.list, links),
-        });
-        sent = { messageId: id, response };
-      } catch (error) {
-        const failure = error instanceof SendError ? error : new SendError(String(error), false);
-        metrics.mailsFailed.inc({ kind: 'campaign', permanent: String(failure.permanent) });
-        if (failure.permanent || message.attempts >= this.options.maxAttempts) await store.markMessageFailed(trx, owned, failure.message);
-        else await store.scheduleMessageRetry(trx, owned, failure.message, { baseMs: this.options.retryBaseMs, maxMs: this.options.retryMaxMs });
-        return;
-      }
+    const started = performance.now();
+    const stopTimer = metrics.sendLatency.startTimer({ kind: 'campaign' });
+    try {
+      const response = await sender.send({
+        from: config.mailFrom, to: recipient.email, subject: mail.subject, html: mail.html, text: mail.text,
+        messageId: id, ...listHeaders(config, campaign.list, links),
+      });
       stopTimer();
       metrics.mailsSent.inc({ kind: 'campaign' });
-      await recordSent(trx);
-    }).catch(async (error: unknown) => {
-      if (!sent) throw error;
-      // The relay took the mail but the transaction recording it failed (its connection died,
-      // say): record it on its own, kept trying while our claim holds, or it would go again.
-      await recordPersistently(() => recordSent(db), this.options.leaseMs / 2,
-        (retryError) => log.warn({ campaign_id: message.campaign_id, err: retryError }, 'could not record a sent message yet; trying again'));
-    });
+      return { kind: 'sent', messageId: id, response };
+    } catch (error) {
+      const failure = error instanceof SendError ? error : new SendError(String(error), false);
+      metrics.mailsFailed.inc({ kind: 'campaign', permanent: String(failure.permanent) });
+      return failure.permanent || message.attempts >= this.options.maxAttempts
+        ? { kind: 'failed', error: failure.message }
+        : { kind: 'retry', error: failure.message };
+    } finally {
+      const took = performance.now() - started;
+      this.sendMs = Number.isFinite(this.sendMs) ? 0.8 * this.sendMs + 0.2 * took : took;
+    }
   }
 }

@@ -90,16 +90,32 @@ export class WorkerLoop {
 }
 
 /**
- * Runs `task` over `items`, at most `limit` at once, starting none once `stopped()` says so.
- * Resolves with the items it never started, for the caller to give back.
+ * Runs `task` over `items` in chunks of `chunkSize()` (asked afresh for each chunk), at most
+ * `limit` chunks at once, starting none once `stopped()` says so. A task resolves with the
+ * items of its chunk it did not start. Resolves with every item never started, for the
+ * caller to give back.
  */
-export async function eachLimited<T>(items: readonly T[], limit: number, stopped: () => boolean, task: (item: T) => Promise<void>): Promise<T[]> {
+export async function eachChunk<T>(items: readonly T[], limit: number, chunkSize: () => number, stopped: () => boolean,
+  task: (chunk: T[]) => Promise<T[]>): Promise<T[]> {
   let next = 0;
+  const unstarted: T[] = [];
   const lanes = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length && !stopped()) await task(items[next++]!);
+    while (next < items.length && !stopped()) {
+      const chunk = items.slice(next, next + Math.max(1, chunkSize()));
+      next += chunk.length;
+      unstarted.push(...await task(chunk));
+    }
   });
   await Promise.all(lanes);
-  return items.slice(next);
+  return [...unstarted, ...items.slice(next)];
+}
+
+/** eachChunk one item at a time. */
+export function eachLimited<T>(items: readonly T[], limit: number, stopped: () => boolean, task: (item: T) => Promise<void>): Promise<T[]> {
+  return eachChunk(items, limit, () => 1, stopped, async ([item]) => {
+    await task(item!);
+    return [];
+  });
 }
 
 /**
