@@ -44,7 +44,7 @@ async function renderOne(): Promise<void> {
   };
   const links = recipientLinks(deps, recipient.id, '1');
   const personal = personalise(recipient, sharedContext(deps, recipient, list, links));
-  const mail = await renderCampaignMail(parsed, personal.context);
+  const mail = renderCampaignMail(parsed, personal.context);
   const info = await mime.sendMail({
     from: deps.config.mailFrom, to: recipient.email, subject: mail.subject, html: mail.html, text: mail.text,
     messageId: `<${randomUUID()}@bench.example>`, ...listHeaders(deps.config, list, links),

@@ -9,7 +9,7 @@ import { NEWSLETTER } from './newsletter.js';
 import { seedConfirmed } from './seed.js';
 import { type AssentEnv, startAssent } from './service.js';
 
-const RECIPIENTS = 100_000;
+const RECIPIENTS = Number(process.env.BENCH_RECIPIENTS ?? 100_000);
 // src/mail/transport.ts smtpSender pools 5 connections, and the campaign worker keeps as
 // many sends in flight (DEFAULT_CAMPAIGN_OPTIONS.concurrency): the ceiling gets the same.
 const POOL_SIZE = DEFAULT_CAMPAIGN_OPTIONS.concurrency;

@@ -28,10 +28,13 @@ export interface AssentEnv {
 export async function startAssent(role: 'all' | 'serve' | 'worker', env: AssentEnv, options: { nodeOptions?: string[] } = {}): Promise<Assent> {
   const port = await freePort();
   const log = path.join(env.dataDir, `assent-${role}-${port}.log`);
+  // BENCH_PROFILE=DIR: every service process writes a CPU profile there when it exits.
+  const profile = process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
+  const nodeOptions = [...(options.nodeOptions ?? []), ...profile];
   const child = startChild(env.cli, role === 'all' ? [] : [role], {
     log,
     javascript: true,
-    ...(options.nodeOptions && { nodeOptions: options.nodeOptions }),
+    ...(nodeOptions.length > 0 && { nodeOptions }),
     env: {
       NODE_ENV: 'development',
       DATABASE_URL: env.databaseUrl,

@@ -78,7 +78,7 @@ export async function previewCampaign(deps: Pick<Deps, 'db' | 'config' | 'signer
     { ...recipient, email: recipient.email!, affinity: recipient.affinity ?? 'confirmed' },
     sharedContext(deps, recipient, { name: campaign.list_name }, links),
   );
-  const mail = await renderCampaignMail(parseCampaign(campaign), personal.context);
+  const mail = renderCampaignMail(parseCampaign(campaign), personal.context);
   return { ...mail, affinity: personal.level, withheld: personal.withheld };
 }
 

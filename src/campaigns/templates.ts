@@ -119,12 +119,14 @@ export interface RenderedCampaignMail {
   text: string;
 }
 
-export async function renderCampaignMail(parsed: ParsedCampaign, context: Record<string, unknown>): Promise<RenderedCampaignMail> {
-  const [subject, html, text] = await Promise.all([
-    textLiquid.render(parsed.subject, context) as Promise<string>,
-    htmlLiquid.render(parsed.html, context) as Promise<string>,
-    textLiquid.render(parsed.text, context) as Promise<string>,
-  ]);
+/**
+ * Synchronous: nothing a campaign template may use waits on anything (no file, no async
+ * filter), and liquidjs's async path costs a promise per node.
+ */
+export function renderCampaignMail(parsed: ParsedCampaign, context: Record<string, unknown>): RenderedCampaignMail {
+  const subject = textLiquid.renderSync(parsed.subject, context) as string;
+  const html = htmlLiquid.renderSync(parsed.html, context) as string;
+  const text = textLiquid.renderSync(parsed.text, context) as string;
   // A subject is one header line, whatever the template or the data put in it.
   return { subject: subject.replace(/[\r\n]+/g, ' ').trim(), html, text };
 }

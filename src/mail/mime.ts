@@ -8,6 +8,7 @@
 // UTF-8 and quoted-printable. Quoted-printable is line-local once lines end in CRLF, and a
 // campaign's mails differ from each other in a few lines (a greeting, the links), so the
 // lines equal to the last mail's are not encoded again.
+import { randomUUID } from 'node:crypto';
 import MimeNode from 'nodemailer/lib/mime-node';
 import { encodeWord, isPlainText, quoteString } from 'nodemailer/lib/mime-funcs';
 import { encode as qpEncode, wrap as qpWrap } from 'nodemailer/lib/qp';
@@ -78,7 +79,9 @@ const PART_HEADERS = {
 };
 
 export function buildMessage(mail: OutgoingMail): BuiltMessage {
-  const root = new MimeNode('multipart/alternative');
+  // The boundary's random part from randomUUID, which draws on a cached pool of entropy;
+  // MimeNode's own default asks the system for 8 bytes each time.
+  const root = new MimeNode('multipart/alternative', { baseBoundary: randomUUID().replaceAll('-', '') });
   root.setHeader('From', mail.from);
   root.setHeader('To', mail.to);
   root.setHeader('Subject', mail.subject);

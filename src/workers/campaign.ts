@@ -162,7 +162,7 @@ export class CampaignWorker extends LoopingWorker {
       { ...recipient, email: recipient.email, affinity: recipient.affinity ?? 'confirmed' },
       sharedContext(this.deps, recipient, campaign.list, links),
     );
-    const mail = await renderCampaignMail(campaign.parsed, personal.context);
+    const mail = renderCampaignMail(campaign.parsed, personal.context);
     const id = messageId(config.mailFrom);
     const started = performance.now();
     const stopTimer = metrics.sendLatency.startTimer({ kind: 'campaign' });
