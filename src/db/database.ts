@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { Kysely, PostgresDialect, type Transaction } from 'kysely';
 import pg from 'pg';
 import type { DB } from './schema.js';
@@ -24,8 +25,51 @@ export function createDatabase(connectionString: string, options: { max?: number
   // and the pool listens only while it is idle. With this listener its next statement fails
   // instead ("not queryable"), the request answers 503, and the pool drops it on release.
   // Found by test/outage.test.ts: a PostgreSQL restart ended the process.
-  pool.on('connect', (client) => client.on('error', () => undefined));
+  pool.on('connect', (client) => {
+    client.on('error', () => undefined);
+    prepareRepeatedStatements(client);
+  });
   return new Kysely<DB>({ dialect: new PostgresDialect({ pool }) });
+}
+
+// A statement sent a few times is from then on sent as a named (prepared) statement, which
+// each connection parses and plans once instead of on every call: that was most of
+// PostgreSQL's CPU per signup. Names are a hash of the text, so one name never stands for two
+// texts. The texts are counted in a bounded map, since a list of values can make each text
+// unique, and each connection holds at most MAX_NAMED prepared statements. No statement reads
+// `*`, so a column added by a later migration cannot change a prepared statement's result.
+const NAME_AFTER = 3;
+const MAX_COUNTED = 5_000;
+const MAX_NAMED = 500;
+/** Texts that have a name, for good: at most MAX_NAMED. */
+const named = new Map<string, string>();
+/** How often the other texts were seen; forgotten when full. */
+const counted = new Map<string, number>();
+
+function statementName(text: string): string | undefined {
+  const name = named.get(text);
+  if (name !== undefined || named.size >= MAX_NAMED) return name;
+  const seen = (counted.get(text) ?? 0) + 1;
+  if (seen < NAME_AFTER) {
+    if (counted.size >= MAX_COUNTED) counted.clear();
+    counted.set(text, seen);
+    return undefined;
+  }
+  counted.delete(text);
+  const fresh = `assent_${createHash('sha256').update(text).digest('base64url').slice(0, 24)}`;
+  named.set(text, fresh);
+  return fresh;
+}
+
+function prepareRepeatedStatements(client: pg.PoolClient): void {
+  const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+  (client as unknown as { query: (...args: unknown[]) => unknown }).query = (config: unknown, values?: unknown, ...rest: unknown[]) => {
+    if (typeof config === 'string' && Array.isArray(values) && values.length > 0) {
+      const name = statementName(config);
+      if (name) return query({ name, text: config, values }, ...rest);
+    }
+    return query(config, values, ...rest);
+  };
 }
 
 // Class 08 is "connection exception"; 57P01-57P03 are the server shutting down, crashed or
