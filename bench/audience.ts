@@ -7,7 +7,7 @@ import { currentRss, peakRss, resetPeakRss } from './lib.js';
 import { NEWSLETTER } from './newsletter.js';
 import { seedConfirmed } from './seed.js';
 import { listId, sentSpan } from './send.js';
-import { type AssentEnv, startAssent } from './service.js';
+import { type AssentEnv, startAssent, WORKER_NODE_OPTIONS } from './service.js';
 
 const SUBSCRIBERS = 1_000_000;
 // Long enough for the worker's heap to go through a full collection cycle at least once.
@@ -52,7 +52,7 @@ export async function benchAudience(env: AssentEnv, admin: pg.Pool): Promise<Aud
     reads.sort((a, b) => a - b);
 
     // The sender on a million queued messages: a minute is enough, its memory must not grow with the queue.
-    const worker = await startAssent('worker', env);
+    const worker = await startAssent('worker', env, { nodeOptions: WORKER_NODE_OPTIONS });
     let sender: AudienceResult['sender'];
     try {
       await new Promise((resolve) => setTimeout(resolve, SENDER_SECONDS * 1000));

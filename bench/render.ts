@@ -1,10 +1,9 @@
 // Per-recipient work against the once-per-campaign work, in microseconds. Per recipient is
 // what the campaign worker does between claiming a message and handing it to SMTP: sign
 // the links, build the affinity-bounded context, render subject, HTML and text with Liquid,
-// and build the MIME message (nodemailer's own pipeline, into a buffer instead of a socket).
+// and build the MIME message (src/mail/mime.ts, as the worker hands it to nodemailer).
 // Once per campaign is compileCampaign: validate, MJML to HTML, HTML to a text template.
 // Answers over IPC with {renderUs, compileUs, bytes}.
-import nodemailer from 'nodemailer';
 import { randomUUID } from 'node:crypto';
 import { personalise } from '../src/campaigns/context.js';
 import { listHeaders, recipientLinks, sharedContext } from '../src/campaigns/message.js';
@@ -12,6 +11,7 @@ import { compileCampaign, parseCampaign, renderCampaignMail } from '../src/campa
 import { parseConfig } from '../src/config.js';
 import { TokenSigner } from '../src/consent/tokens.js';
 import { loadCatalogues } from '../src/i18n.js';
+import { buildMessage } from '../src/mail/mime.js';
 import { NEWSLETTER } from './newsletter.js';
 
 const parsedConfig = parseConfig({ PUBLIC_URL: 'https://assent.bench.example', MAIL_FROM: 'News <news@bench.example>', SENDER_ADDRESS: '1 Bench Street, Testville' });
@@ -22,7 +22,6 @@ const deps = {
   catalogues: loadCatalogues(),
   clock: () => Date.now(),
 };
-const mime = nodemailer.createTransport({ streamTransport: true, buffer: true });
 const list = { slug: 'weekly', name: 'Weekly news' };
 
 async function timeEach(iterations: number, task: () => Promise<unknown>): Promise<number> {
@@ -45,11 +44,11 @@ async function renderOne(): Promise<void> {
   const links = recipientLinks(deps, recipient.id, '1');
   const personal = personalise(recipient, sharedContext(deps, recipient, list, links));
   const mail = renderCampaignMail(parsed, personal.context);
-  const info = await mime.sendMail({
+  const built = buildMessage({
     from: deps.config.mailFrom, to: recipient.email, subject: mail.subject, html: mail.html, text: mail.text,
     messageId: `<${randomUUID()}@bench.example>`, ...listHeaders(deps.config, list, links),
   });
-  bytes = (info.message as Buffer).length;
+  bytes = Buffer.byteLength(built.raw);
 }
 
 // Warm up the JIT and Liquid's caches first, as a worker is warm after its first batch.

@@ -7,7 +7,7 @@ import { DEFAULT_CAMPAIGN_OPTIONS } from '../src/workers/campaign.js';
 import { type Child, cpuPer, peakRss, startChild, waitUntil } from './lib.js';
 import { NEWSLETTER } from './newsletter.js';
 import { seedConfirmed } from './seed.js';
-import { type AssentEnv, startAssent } from './service.js';
+import { type AssentEnv, startAssent, WORKER_NODE_OPTIONS } from './service.js';
 
 const RECIPIENTS = Number(process.env.BENCH_RECIPIENTS ?? 100_000);
 // src/mail/transport.ts smtpSender pools 5 connections, and the campaign worker keeps as
@@ -48,7 +48,7 @@ export async function sentSpan(admin: pg.Pool, campaignId: string) {
 
 export async function benchSend(env: AssentEnv, admin: pg.Pool, sink: Child): Promise<SendResult> {
   const serve = await startAssent('serve', env);
-  const worker = await startAssent('worker', env);
+  const worker = await startAssent('worker', env, { nodeOptions: WORKER_NODE_OPTIONS });
   let result: Omit<SendResult, 'ceiling'>;
   try {
     await serve.api('POST', '/api/v1/lists', { slug: 'weekly', name: 'Weekly news', consent_text: 'Send me the weekly news.' });

@@ -24,6 +24,16 @@ export interface AssentEnv {
   dataDir: string;
 }
 
+/**
+ * The Node options docker-compose.yml gives the worker role, so that the benchmark's sender
+ * runs as deployed (one source: the compose file).
+ */
+export const WORKER_NODE_OPTIONS: string[] = (() => {
+  const compose = readFileSync('docker-compose.yml', 'utf8');
+  const worker = compose.slice(compose.indexOf('\n  worker:'));
+  return /NODE_OPTIONS: (.+)/.exec(worker)?.[1]!.trim().split(/\s+/) ?? [];
+})();
+
 /** Starts `assent <role>` ('all' is the default, both roles in one process) and waits until it works. */
 export async function startAssent(role: 'all' | 'serve' | 'worker', env: AssentEnv, options: { nodeOptions?: string[] } = {}): Promise<Assent> {
   const port = await freePort();
