@@ -1,6 +1,6 @@
 // The campaigns module's SQL: one exported function per statement.
 import { sql } from 'kysely';
-import type { Database, Trx } from '../db/database.js';
+import { anyOf, type Database, type Trx } from '../db/database.js';
 import type { AffinityLevel, CampaignStatus, MessageStatus } from '../db/schema.js';
 
 type Db = Database | Trx;
@@ -53,7 +53,7 @@ export async function countMessages(db: Db, campaignIds: string[]): Promise<Map<
       eb.fn.countAll<string>().filterWhere('status', '=', 'sent').as('sent'),
       eb.fn.countAll<string>().filterWhere('status', '=', 'failed').as('failed'),
       eb.fn.countAll<string>().filterWhere('status', '=', 'skipped').as('skipped')])
-    .where('campaign_id', 'in', campaignIds).groupBy('campaign_id').execute();
+    .where('campaign_id', '=', anyOf(campaignIds, 'bigint')).groupBy('campaign_id').execute();
   return new Map(rows.map((row) => [row.campaign_id, {
     queued: Number(row.queued), sent: Number(row.sent), failed: Number(row.failed), skipped: Number(row.skipped),
   }]));
@@ -134,6 +134,6 @@ export async function findRecipients(db: Database, ids: string[]): Promise<Recip
     .select(['s.id', 's.email', 's.first_name', 's.last_name', 's.attributes', 's.locale', 's.affinity_cap',
       (eb) => eb.selectFrom('affinity_events as a').select('a.level').whereRef('a.subscriber_id', '=', 's.id')
         .orderBy('a.id', 'desc').limit(1).as('affinity')])
-    .where('s.id', 'in', ids).where('s.erased_at', 'is', null)
+    .where('s.id', '=', anyOf(ids, 'uuid')).where('s.erased_at', 'is', null)
     .execute();
 }

@@ -1,6 +1,6 @@
 // SQL for reading, exporting and erasing subscribers: one function per statement.
 import { sql } from 'kysely';
-import type { Database, Trx } from '../db/database.js';
+import { anyOf, type Database, type Trx } from '../db/database.js';
 import type { AffinityLevel, SubscriptionStatus } from '../db/schema.js';
 
 type Db = Database | Trx;
@@ -42,7 +42,7 @@ export async function subscriptionsOf(db: Db, subscriberIds: string[]) {
     .leftJoin('list_consent_versions as v', (join) => join.onRef('v.list_id', '=', 'x.list_id').onRef('v.version', '=', 'x.consent_version'))
     .select(['x.subscriber_id', 'l.slug as list', 'x.status', 'x.consent_version', 'v.text as consent_text',
       'x.requested_at', 'x.confirmed_at', 'x.unsubscribed_at'])
-    .where('x.subscriber_id', 'in', subscriberIds)
+    .where('x.subscriber_id', '=', anyOf(subscriberIds, 'uuid'))
     .orderBy('l.slug')
     .execute();
 }
@@ -53,7 +53,7 @@ export async function currentAffinities(db: Db, subscriberIds: string[]): Promis
   const rows = await db.selectFrom('affinity_events')
     .distinctOn('subscriber_id')
     .select(['subscriber_id', 'level'])
-    .where('subscriber_id', 'in', subscriberIds)
+    .where('subscriber_id', '=', anyOf(subscriberIds, 'uuid'))
     .orderBy('subscriber_id').orderBy('id', 'desc')
     .execute();
   return new Map(rows.map((row) => [row.subscriber_id, row.level]));

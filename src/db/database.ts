@@ -1,10 +1,18 @@
 import { createHash } from 'node:crypto';
-import { Kysely, PostgresDialect, type Transaction } from 'kysely';
+import { Kysely, PostgresDialect, type RawBuilder, sql, type Transaction } from 'kysely';
 import pg from 'pg';
 import type { DB } from './schema.js';
 
 export type Database = Kysely<DB>;
 export type Trx = Transaction<DB>;
+
+/**
+ * `column = anyOf(ids, 'uuid')`: one array parameter instead of `in ($1, $2, …)`, so a
+ * statement has one text whatever the list's length, and is prepared once (see below).
+ */
+export function anyOf(values: readonly string[], type: 'uuid' | 'bigint'): RawBuilder<string> {
+  return sql<string>`any(${values}::${sql.raw(type)}[])`;
+}
 
 // bigint ids stay strings (exact beyond 2^53); counts are cast where they are read.
 export function createDatabase(connectionString: string, options: { max?: number } = {}): Database {

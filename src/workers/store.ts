@@ -3,7 +3,7 @@
 // of workers share the queue without waiting on each other; later updates check that the
 // row is still ours (locked_by), so a worker whose lease was taken over cannot overwrite.
 import { sql } from 'kysely';
-import type { Database } from '../db/database.js';
+import { anyOf, type Database } from '../db/database.js';
 
 export interface ClaimedMail {
   id: string;
@@ -67,6 +67,6 @@ export async function markMailFailed(db: Database, workerId: string, id: string,
 export async function releaseMails(db: Database, workerId: string, ids: string[]): Promise<void> {
   await db.updateTable('outbox')
     .set({ locked_by: null, locked_until: null, attempts: sql`greatest(attempts - 1, 0)` })
-    .where('id', 'in', ids).where('locked_by', '=', workerId)
+    .where('id', '=', anyOf(ids, 'bigint')).where('locked_by', '=', workerId)
     .execute();
 }
