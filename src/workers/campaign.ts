@@ -19,9 +19,9 @@ import { listHeaders, recipientLinks, sharedContext } from '../campaigns/message
 import { findCampaignTemplates, findRecipients, finishCampaignIfDone, type RecipientRow } from '../campaigns/store.js';
 import { type ParsedCampaign, parseCampaign, renderCampaignMail } from '../campaigns/templates.js';
 import type { Deps } from '../deps.js';
-import { type MailSender, messageId, SendError } from '../mail/transport.js';
+import { type MailSender, messageId } from '../mail/transport.js';
 import * as store from './campaign-store.js';
-import { eachChunk, LoopingWorker, type QueueWorkerOptions, recordPersistently, WorkerLoop } from './loop.js';
+import { eachChunk, judgeSendFailure, LoopingWorker, type QueueWorkerOptions, recordPersistently, WorkerLoop } from './loop.js';
 
 export interface CampaignWorkerOptions extends QueueWorkerOptions {
   /** The most sends one transaction covers. */
@@ -175,11 +175,8 @@ export class CampaignWorker extends LoopingWorker {
       metrics.mailsSent.inc({ kind: 'campaign' });
       return { kind: 'sent', messageId: id, response };
     } catch (error) {
-      const failure = error instanceof SendError ? error : new SendError(String(error), false);
-      metrics.mailsFailed.inc({ kind: 'campaign', permanent: String(failure.permanent) });
-      return failure.permanent || message.attempts >= this.options.maxAttempts
-        ? { kind: 'failed', error: failure.message }
-        : { kind: 'retry', error: failure.message };
+      const failure = judgeSendFailure(error, { kind: 'campaign', attempts: message.attempts, maxAttempts: this.options.maxAttempts, metrics });
+      return { kind: failure.final ? 'failed' : 'retry', error: failure.message };
     } finally {
       const took = performance.now() - started;
       this.sendMs = Number.isFinite(this.sendMs) ? 0.8 * this.sendMs + 0.2 * took : took;

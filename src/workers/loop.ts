@@ -2,6 +2,8 @@
 // else wait for a wake-up (work was just queued in this process) or the poll interval (work
 // queued by another process).
 import type { Logger } from 'pino';
+import type { Metrics } from '../metrics.js';
+import { SendError } from '../mail/transport.js';
 
 export interface Round {
   /** The round filled its batch: more is probably waiting. */
@@ -134,6 +136,16 @@ export async function recordPersistently<T>(record: () => Promise<T>, giveUpMs: 
       await new Promise((resolve) => setTimeout(resolve, waitMs));
     }
   }
+}
+
+/**
+ * A send that failed, counted in the metrics and judged: final for a 5xx (retrying cannot
+ * help) or once the attempts are used up, else to be tried again with backoff.
+ */
+export function judgeSendFailure(error: unknown, context: { kind: string; attempts: number; maxAttempts: number; metrics: Metrics }) {
+  const failure = error instanceof SendError ? error : new SendError(String(error), false);
+  context.metrics.mailsFailed.inc({ kind: context.kind, permanent: String(failure.permanent) });
+  return { message: failure.message, final: failure.permanent || context.attempts >= context.maxAttempts };
 }
 
 /** A worker driven by a WorkerLoop: start, wake when work was just queued, stop gracefully. */

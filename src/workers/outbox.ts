@@ -5,8 +5,8 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Deps } from '../deps.js';
 import { addressTag } from '../log.js';
-import { type MailSender, SendError } from '../mail/transport.js';
-import { eachLimited, LoopingWorker, type QueueWorkerOptions, recordPersistently, WorkerLoop } from './loop.js';
+import type { MailSender } from '../mail/transport.js';
+import { eachLimited, judgeSendFailure, LoopingWorker, type QueueWorkerOptions, recordPersistently, WorkerLoop } from './loop.js';
 import * as store from './store.js';
 
 export type OutboxWorkerOptions = QueueWorkerOptions;
@@ -59,9 +59,8 @@ export class OutboxWorker extends LoopingWorker {
         messageId: mail.message_id,
       });
     } catch (error) {
-      const failure = error instanceof SendError ? error : new SendError(String(error), false);
-      metrics.mailsFailed.inc({ kind: mail.kind, permanent: String(failure.permanent) });
-      const final = failure.permanent || mail.attempts >= this.options.maxAttempts;
+      const failure = judgeSendFailure(error, { kind: mail.kind, attempts: mail.attempts, maxAttempts: this.options.maxAttempts, metrics });
+      const { final } = failure;
       log.warn({ outbox_id: mail.id, recipient: addressTag(config.tokenSecrets![0]!, mail.recipient), attempts: mail.attempts, final, error: failure.message }, 'mail not sent');
       if (final) await store.markMailFailed(db, this.id, mail.id, failure.message);
       else await store.scheduleMailRetry(db, this.id, mail.id, failure.message, { baseMs: this.options.retryBaseMs, maxMs: this.options.retryMaxMs });
