@@ -1,9 +1,10 @@
 // Every message exists in every locale, and every page and mail renders in each.
 import { readdirSync } from 'node:fs';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { LOCALES, loadCatalogues, localeFromAcceptLanguage, matchLocale, TEMPLATES_DIR } from '../src/i18n.js';
 import { Pages } from '../src/http/pages.js';
-import { MailTemplates } from '../src/mail/templates.js';
+import { htmlToText, MailTemplates } from '../src/mail/templates.js';
 
 const catalogues = loadCatalogues();
 
@@ -89,5 +90,28 @@ describe('rendering in every locale', () => {
     expect(mail.text).toContain('I agree & more');
     expect(mail.text).toContain('https://x.test/confirm/abc');
     expect(mail.html).not.toMatch(/\{\{|mail\.confirm/);
+  });
+
+  it('converts the confirmation text once per wording and lengths, to the same text as converting each mail', async () => {
+    const templates = await MailTemplates.load(catalogues);
+    const word = fc.stringMatching(/^[a-z0-9.+_-]{1,30}$/);
+    const email = fc.tuple(word, word).map(([local, domain]) => `${local}@${domain}.example`);
+    const url = fc.oneof(
+      fc.stringMatching(/^[A-Za-z0-9_-]{1,200}$/).map((token) => `https://assent.example/confirm/${token}`),
+      fc.string({ maxLength: 60 }), // whitespace or a stand-in: converted the slow way
+    );
+    const text = fc.oneof(fc.string({ maxLength: 120 }), fc.constantFrom('News', 'A list\nwith two lines', 'Ünïcødé & <b>', '\uFDD0\uFDD1', ' x '.repeat(40)));
+    const input = fc.record({ locale: fc.constantFrom(...LOCALES), email, listName: text, consentText: text, confirmUrl: url });
+    // The second mail has the first's locale, wording and lengths, other characters: a cache hit.
+    const sameShape = (first: { email: string; confirmUrl: string }) => fc.record({
+      email: fc.stringMatching(new RegExp(`^[a-z]{${first.email.length}}$`)),
+      confirmUrl: fc.stringMatching(new RegExp(`^[A-Za-z]{${first.confirmUrl.length}}$`)),
+    });
+    fc.assert(fc.property(input.chain((first) => fc.tuple(fc.constant(first), sameShape(first))), ([first, other]) => {
+      for (const mail of [first, { ...first, ...other }]) {
+        const rendered = templates.renderConfirmation(mail);
+        expect(rendered.text).toBe(htmlToText(rendered.html));
+      }
+    }), { numRuns: 300 });
   });
 });

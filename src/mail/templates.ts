@@ -38,7 +38,16 @@ export interface ConfirmationMailInput {
   confirmUrl: string;
 }
 
+// Unicode noncharacters, reserved for internal use such as this: no catalogue holds them, and
+// input that does is converted the slow way.
+const EMAIL_STAND_IN = '\uFDD0';
+const URL_STAND_IN = '\uFDD1';
+/** Converted confirmation texts kept; a signup burst to one list needs a few dozen. */
+const CONFIRMATION_TEXTS = 500;
+
 export class MailTemplates {
+  private readonly confirmationTexts = new Map<string, string>();
+
   private constructor(
     private readonly catalogues: Catalogues,
     private readonly confirmation: Template[],
@@ -66,18 +75,46 @@ export class MailTemplates {
 
   /** The confirmation mail in the subscriber's language: it asks, and says what they agree to. */
   renderConfirmation(input: ConfirmationMailInput): RenderedMail {
+    const html = this.confirmationHtml(input);
+    const values = { list: input.listName, email: input.email };
+    const subject = formatPlain(this.text(input.locale, 'mail.confirm.subject'), values).replace(/[\r\n]+/g, ' ');
+    return { subject, html, text: this.confirmationText(input, html) };
+  }
+
+  private confirmationHtml(input: ConfirmationMailInput): string {
     const values = { list: input.listName, email: input.email };
     const message = (key: string) => formatMessage(this.text(input.locale, `mail.confirm.${key}`), values);
     const m = Object.fromEntries(['subject', 'preview', 'heading', 'intro', 'agree', 'button', 'link_hint', 'expiry', 'ignore']
       .map((key) => [key, message(key)]));
     m.consent = escapeHtml(input.consentText).replace(/\r?\n/g, '<br />');
-    const html = this.liquid.renderSync(this.confirmation, {
+    return this.liquid.renderSync(this.confirmation, {
       locale: input.locale,
       m,
       confirm_url: escapeHtml(input.confirmUrl),
     }) as string;
-    const subject = formatPlain(this.text(input.locale, 'mail.confirm.subject'), values).replace(/[\r\n]+/g, ' ');
-    return { subject, html, text: htmlToText(html) };
+  }
+
+  /**
+   * htmlToText(html), which costs more than the rest of a signup's render. The address and
+   * the link change the text only where they stand and, through wrapping, by their length
+   * (html-to-text wraps at whitespace only, counting UTF-16 units). So the text is converted
+   * once per locale, wording and pair of lengths with same-length stand-ins in their place,
+   * and the stand-ins replaced: the same text (test/i18n.test.ts compares the two).
+   */
+  private confirmationText(input: ConfirmationMailInput, html: string): string {
+    const { email, confirmUrl } = input;
+    const unsafe = (text: string) => text.includes(EMAIL_STAND_IN) || text.includes(URL_STAND_IN);
+    if (/\s/.test(email + confirmUrl) || unsafe(email + confirmUrl + input.listName + input.consentText)) return htmlToText(html);
+    const key = JSON.stringify([input.locale, input.listName, input.consentText, email.length, confirmUrl.length]);
+    let text = this.confirmationTexts.get(key);
+    if (text === undefined) {
+      if (this.confirmationTexts.size >= CONFIRMATION_TEXTS) this.confirmationTexts.clear();
+      text = htmlToText(this.confirmationHtml({
+        ...input, email: EMAIL_STAND_IN.repeat(email.length), confirmUrl: URL_STAND_IN.repeat(confirmUrl.length),
+      }));
+      this.confirmationTexts.set(key, text);
+    }
+    return text.replaceAll(EMAIL_STAND_IN.repeat(email.length), email).replaceAll(URL_STAND_IN.repeat(confirmUrl.length), confirmUrl);
   }
 
   /** A catalogue message, in English where the locale lacks it (a test finds every such gap). */
