@@ -5,6 +5,7 @@ import { createTestDatabase } from './helpers/db.js';
 import { useTestService } from './helpers/fixture.js';
 import { createList, postForm, postJson, snapshot } from './helpers/http.js';
 import { createTestService, type TestService } from './helpers/service.js';
+import { verifyChain } from '../src/consent/ledger.js';
 
 const t = useTestService({ env: { REDIRECT_HOSTS: 'www.example.com' }, lists: ['news'] });
 
@@ -134,9 +135,27 @@ describe('throttles', () => {
       expect((await postJson(t.service, { email, list: slug })).status).toBe(202);
     }
     expect(await outboxFor(email)).toHaveLength(5);
+    const requested = async () => (await t.tdb.query(
+      `select count(*)::int as n from consent_events e join subscribers s on s.id = e.subscriber_id where s.email = $1 and e.kind = 'requested'`,
+      [email])).rows[0].n;
+    expect(await requested()).toBe(5);
     t.service.clock.advance(24 * 3600_000 + 1000);
     await postJson(t.service, { email, list: 'a7' });
     expect(await outboxFor(email)).toHaveLength(6);
+    expect(await requested()).toBe(6);
+  });
+
+  it('keeps the cap and one unbroken chain when one address signs up to many lists at once', async () => {
+    const slugs = ['b1', 'b2', 'b3', 'b4', 'b5', 'b6', 'b7', 'b8'];
+    for (const slug of slugs) await createList(t.service, slug);
+    const email = 'racing@example.org';
+    const answers = await Promise.all(slugs.map((slug) => postJson(t.service, { email, list: slug })));
+    expect(answers.map((answer) => answer.status)).toEqual(slugs.map(() => 202));
+    expect(await outboxFor(email)).toHaveLength(5);
+    const { rows: [subscriber] } = await t.tdb.query('select id from subscribers where email = $1', [email]);
+    const chain = await verifyChain(t.tdb.db, subscriber.id);
+    expect(chain.events).toHaveLength(5);
+    expect(chain.verified).toBe(true);
   });
 });
 
