@@ -104,7 +104,9 @@ export class MailTemplates {
   private confirmationText(input: ConfirmationMailInput, html: string): string {
     const { email, confirmUrl } = input;
     const unsafe = (text: string) => text.includes(EMAIL_STAND_IN) || text.includes(URL_STAND_IN);
-    if (/\s/.test(email + confirmUrl) || unsafe(email + confirmUrl + input.listName + input.consentText)) return htmlToText(html);
+    // html-to-text treats some links apart (`#anchors`); ours are always absolute http(s).
+    const plain = /^https?:\/\/\S+$/.test(confirmUrl) && !/\s/.test(email);
+    if (!plain || unsafe(email + confirmUrl + input.listName + input.consentText)) return htmlToText(html);
     const key = JSON.stringify([input.locale, input.listName, input.consentText, email.length, confirmUrl.length]);
     let text = this.confirmationTexts.get(key);
     if (text === undefined) {
