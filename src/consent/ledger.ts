@@ -5,7 +5,7 @@
 // of hashes still verifies without them.
 import { createHash } from 'node:crypto';
 import { type ExpressionBuilder, sql } from 'kysely';
-import type { Database, Trx } from '../db/database.js';
+import { type Database, precompiled, type Trx } from '../db/database.js';
 import type { ConsentEventKind, DB } from '../db/schema.js';
 
 export type Evidence = Record<string, unknown>;
@@ -83,6 +83,27 @@ export interface NewConsentEvent {
   evidence: Evidence;
 }
 
+const appendStatement = precompiled((db, args: {
+  subscriberId: string; listId: string | null; kind: ConsentEventKind; occurredAt: Date;
+  evidenceHash: Buffer; prevHash: Buffer | null; hash: Buffer; evidence: string;
+}) => db
+  .with('event', (db) => db
+    .insertInto('consent_events')
+    .values({
+      subscriber_id: args.subscriberId,
+      list_id: args.listId,
+      kind: args.kind,
+      occurred_at: args.occurredAt,
+      evidence_hash: args.evidenceHash,
+      prev_hash: args.prevHash,
+      hash: args.hash,
+    })
+    .returning('id'))
+  .insertInto('consent_evidence')
+  .columns(['event_id', 'evidence'])
+  .expression((db) => db.selectFrom('event').select(['event.id', sql<string>`${args.evidence}::jsonb`.as('evidence')]))
+  .returning('event_id'));
+
 /** Appends one event and its evidence in one statement; returns the event's id. */
 export async function appendConsentEvent(
   trx: Trx,
@@ -92,25 +113,11 @@ export async function appendConsentEvent(
   const evidence = storable({ ...event.evidence, time: head.now.toISOString() });
   const evHash = evidenceHash(evidence);
   const hash = eventHash({ ...event, occurredAt: head.now, evidenceHash: evHash, prevHash: head.prevHash });
-  const row = await trx
-    .with('event', (db) => db
-      .insertInto('consent_events')
-      .values({
-        subscriber_id: event.subscriberId,
-        list_id: event.listId,
-        kind: event.kind,
-        occurred_at: head.now,
-        evidence_hash: evHash,
-        prev_hash: head.prevHash,
-        hash,
-      })
-      .returning('id'))
-    .insertInto('consent_evidence')
-    .columns(['event_id', 'evidence'])
-    .expression((db) => db.selectFrom('event').select(['event.id', sql<string>`${JSON.stringify(evidence)}::jsonb`.as('evidence')]))
-    .returning('event_id')
-    .executeTakeFirstOrThrow();
-  return row.event_id;
+  const { rows } = await appendStatement(trx, {
+    subscriberId: event.subscriberId, listId: event.listId, kind: event.kind, occurredAt: head.now,
+    evidenceHash: evHash, prevHash: head.prevHash, hash, evidence: JSON.stringify(evidence),
+  });
+  return rows[0]!.event_id;
 }
 
 export interface VerifiedEvent {

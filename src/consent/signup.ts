@@ -93,10 +93,7 @@ export async function signup(
       ? subscription.pending_since : new Date(now);
     await store.markSubscriptionRequested(trx, { subscriberId: subscriber.id, listId: list.id }, {
       now: new Date(now), pendingSince, fields, consentVersion: list.consentVersion,
-      mail: {
-        kind: 'confirmation', subscriber_id: subscriber.id, recipient: subscriber.email, message_id: id,
-        subject: mail.subject, html: mail.html, text: mail.text, created_at: new Date(now),
-      },
+      mail: { kind: 'confirmation', recipient: subscriber.email, messageId: id, subject: mail.subject, html: mail.html, text: mail.text },
     });
     if (!deps.config.smtpUrl) deps.log.info({ confirm_url: confirmUrl }, 'confirmation mail written to the outbox folder');
     return 'mailed';

@@ -1,6 +1,6 @@
 // The consent module's SQL: one exported function per statement, named for what it does.
 import { type QueryCreator, sql } from 'kysely';
-import type { Database, Trx } from '../db/database.js';
+import { type Database, precompiled, type Trx } from '../db/database.js';
 import type { DB, NewOutboxMail, SubscriptionStatus } from '../db/schema.js';
 import { chainHeadColumns } from './ledger.js';
 
@@ -99,24 +99,25 @@ export async function findSubscriberLocale(db: Db, id: string): Promise<string |
  * to PostgreSQL costs the signup more than the SQL does (npm run bench). No row when there
  * is no such list (the caller rolls back).
  */
+const upsertSignupStatement = precompiled((db, signup: { listSlug: string; email: string; locale: string }) => db
+  .with('list', (db) => listWithConsent(db).where('l.slug', '=', signup.listSlug))
+  .with('subscriber', (db) => db.insertInto('subscribers')
+    .values({ email: signup.email, locale: signup.locale })
+    .onConflict((oc) => oc.expression(sql`lower(email)`).doUpdateSet({ updated_at: sql`subscribers.updated_at` }))
+    .returning(['id', 'email']))
+  .with('subscription', (db) => db.insertInto('subscriptions')
+    .columns(['subscriber_id', 'list_id', 'status'])
+    .expression((eb) => eb.selectFrom(['subscriber', 'list'])
+      .select(['subscriber.id as subscriber_id', 'list.id as list_id', sql<SubscriptionStatus>`'pending'`.as('status')]))
+    .onConflict((oc) => oc.columns(['subscriber_id', 'list_id']).doUpdateSet({ status: sql`subscriptions.status` }))
+    .returning(['status', 'pending_since', 'last_confirmation_mail_at']))
+  .selectFrom(['list', 'subscriber', 'subscription'])
+  .select(['list.id as listId', 'list.slug', 'list.name', 'list.fields', 'list.consentVersion', 'list.consentText',
+    'subscriber.id as subscriberId', 'subscriber.email',
+    'subscription.status', 'subscription.pending_since', 'subscription.last_confirmation_mail_at']));
+
 export async function upsertSignup(trx: Trx, signup: { listSlug: string; email: string; locale: string }) {
-  const row = await trx
-    .with('list', (db) => listWithConsent(db).where('l.slug', '=', signup.listSlug))
-    .with('subscriber', (db) => db.insertInto('subscribers')
-      .values({ email: signup.email, locale: signup.locale })
-      .onConflict((oc) => oc.expression(sql`lower(email)`).doUpdateSet({ updated_at: sql`subscribers.updated_at` }))
-      .returning(['id', 'email']))
-    .with('subscription', (db) => db.insertInto('subscriptions')
-      .columns(['subscriber_id', 'list_id', 'status'])
-      .expression((eb) => eb.selectFrom(['subscriber', 'list'])
-        .select(['subscriber.id as subscriber_id', 'list.id as list_id', sql<SubscriptionStatus>`'pending'`.as('status')]))
-      .onConflict((oc) => oc.columns(['subscriber_id', 'list_id']).doUpdateSet({ status: sql`subscriptions.status` }))
-      .returning(['status', 'pending_since', 'last_confirmation_mail_at']))
-    .selectFrom(['list', 'subscriber', 'subscription'])
-    .select(['list.id as listId', 'list.slug', 'list.name', 'list.fields', 'list.consentVersion', 'list.consentText',
-      'subscriber.id as subscriberId', 'subscriber.email',
-      'subscription.status', 'subscription.pending_since', 'subscription.last_confirmation_mail_at'])
-    .executeTakeFirst();
+  const row = (await upsertSignupStatement(trx, signup)).rows[0];
   if (!row) return undefined;
   const { listId, slug, name, fields, consentVersion, consentText, subscriberId, email, ...subscription } = row;
   return {
@@ -146,14 +147,15 @@ export async function findSubscription(db: Db, subscriberId: string, listId: str
  * their consent chain (ledger.chainHeadColumns) and how many confirmation mails they were
  * sent since `since`. Both are read after the lock, so both see every earlier signup.
  */
+const signupHeadStatement = precompiled((db, args: { subscriberId: string; since: Date }) => db
+  .selectNoFrom((eb) => [
+    ...chainHeadColumns(eb, args.subscriberId),
+    eb.selectFrom('outbox').select((ob) => ob.fn.countAll<string>().as('count'))
+      .where('subscriber_id', '=', args.subscriberId).where('kind', '=', 'confirmation').where('created_at', '>', args.since).as('mails'),
+  ]));
+
 export async function signupHead(trx: Trx, subscriberId: string, since: Date): Promise<{ head: { now: Date; prevHash: Buffer | null }; mailsSince: number }> {
-  const row = await trx
-    .selectNoFrom((eb) => [
-      ...chainHeadColumns(eb, subscriberId),
-      eb.selectFrom('outbox').select((ob) => ob.fn.countAll<string>().as('count'))
-        .where('subscriber_id', '=', subscriberId).where('kind', '=', 'confirmation').where('created_at', '>', since).as('mails'),
-    ])
-    .executeTakeFirstOrThrow();
+  const row = (await signupHeadStatement(trx, { subscriberId, since })).rows[0]!;
   return { head: { now: row.now, prevHash: row.prev_hash }, mailsSince: Number(row.mails) };
 }
 
@@ -166,23 +168,34 @@ export async function countMailsSince(trx: Trx, subscriberId: string, kind: stri
 }
 
 /** The subscription asked for again, with its confirmation mail queued in the outbox: one statement. */
+const markSubscriptionRequestedStatement = precompiled((db, args: {
+  subscriberId: string; listId: string; now: Date; pendingSince: Date; fields: string; consentVersion: number;
+  kind: string; recipient: string; messageId: string; subject: string; html: string; text: string;
+}) => db
+  .with('mail', (db) => db.insertInto('outbox').values({
+    kind: args.kind, subscriber_id: args.subscriberId, recipient: args.recipient, message_id: args.messageId,
+    subject: args.subject, html: args.html, text: args.text, created_at: args.now,
+  }))
+  .updateTable('subscriptions')
+  .set({
+    status: 'pending',
+    pending_since: args.pendingSince,
+    pending_fields: args.fields,
+    pending_consent_version: args.consentVersion,
+    requested_at: args.now,
+    last_confirmation_mail_at: args.now,
+    updated_at: sql`now()`,
+  })
+  .where('subscriber_id', '=', args.subscriberId).where('list_id', '=', args.listId));
+
 export async function markSubscriptionRequested(trx: Trx, key: { subscriberId: string; listId: string }, request: {
-  now: Date; pendingSince: Date; fields: Record<string, string>; consentVersion: number; mail: NewOutboxMail;
+  now: Date; pendingSince: Date; fields: Record<string, string>; consentVersion: number;
+  mail: { kind: string; recipient: string; messageId: string; subject: string; html: string; text: string };
 }): Promise<void> {
-  await trx
-    .with('mail', (db) => db.insertInto('outbox').values(request.mail))
-    .updateTable('subscriptions')
-    .set({
-      status: 'pending',
-      pending_since: request.pendingSince,
-      pending_fields: JSON.stringify(request.fields),
-      pending_consent_version: request.consentVersion,
-      requested_at: request.now,
-      last_confirmation_mail_at: request.now,
-      updated_at: sql`now()`,
-    })
-    .where('subscriber_id', '=', key.subscriberId).where('list_id', '=', key.listId)
-    .execute();
+  await markSubscriptionRequestedStatement(trx, {
+    ...key, ...request.mail, now: request.now, pendingSince: request.pendingSince,
+    fields: JSON.stringify(request.fields), consentVersion: request.consentVersion,
+  });
 }
 
 export async function markSubscriptionConfirmed(trx: Trx, key: { subscriberId: string; listId: string }, confirmation: {

@@ -3,7 +3,7 @@
 // of workers share the queue without waiting on each other; later updates check that the
 // row is still ours (locked_by), so a worker whose lease was taken over cannot overwrite.
 import { sql } from 'kysely';
-import { anyOf, type Database } from '../db/database.js';
+import { anyOf, type Database, precompiled } from '../db/database.js';
 
 export interface ClaimedMail {
   id: string;
@@ -33,12 +33,14 @@ export async function claimDueMails(db: Database, workerId: string, options: { l
   return rows;
 }
 
+const markMailSentStatement = precompiled((db, args: { workerId: string; id: string; response: string }) => db
+  .updateTable('outbox')
+  .set({ status: 'sent', sent_at: sql`now()`, smtp_response: args.response, last_error: null, locked_by: null, locked_until: null })
+  .where('id', '=', args.id).where('locked_by', '=', args.workerId));
+
 export async function markMailSent(db: Database, workerId: string, id: string, response: string): Promise<boolean> {
-  const result = await db.updateTable('outbox')
-    .set({ status: 'sent', sent_at: sql`now()`, smtp_response: response.slice(0, 1000), last_error: null, locked_by: null, locked_until: null })
-    .where('id', '=', id).where('locked_by', '=', workerId)
-    .executeTakeFirst();
-  return result.numUpdatedRows > 0n;
+  const result = await markMailSentStatement(db, { workerId, id, response: response.slice(0, 1000) });
+  return (result.numAffectedRows ?? 0n) > 0n;
 }
 
 /** Backoff in SQL, from the attempt count the row holds: base * 2^(attempts-1), capped. */
