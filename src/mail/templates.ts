@@ -116,7 +116,9 @@ export class MailTemplates {
       }));
       this.confirmationTexts.set(key, text);
     }
-    return text.replaceAll(EMAIL_STAND_IN.repeat(email.length), email).replaceAll(URL_STAND_IN.repeat(confirmUrl.length), confirmUrl);
+    // Replaced by functions: a string replacement would read `$&` in an address as a pattern.
+    return text.replaceAll(EMAIL_STAND_IN.repeat(email.length), () => email)
+      .replaceAll(URL_STAND_IN.repeat(confirmUrl.length), () => confirmUrl);
   }
 
   /** A catalogue message, in English where the locale lacks it (a test finds every such gap). */
