@@ -80,7 +80,6 @@ async function healthcheck(port: string): Promise<number> {
   }
 }
 
-
 beforeAll(async () => {
   root = await mkdtemp(path.join(tmpdir(), 'assent-image-'));
   for (const stage of stages(dockerfile)) await buildStage(stage, path.join(root, stage.name));

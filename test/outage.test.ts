@@ -23,7 +23,6 @@ import { until } from './helpers/wait.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-
 /** How many mails each recipient got, among those received. */
 function deliveries(smtp: SmtpSink): Map<string, number> {
   const counts = new Map<string, number>();

@@ -16,7 +16,6 @@ let dataDir: string;
 let base: string;
 let output = '';
 
-
 beforeAll(async () => {
   dataDir = await mkdtemp(path.join(tmpdir(), 'assent-start-'));
   const port = await freePort();

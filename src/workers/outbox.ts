@@ -60,9 +60,8 @@ export class OutboxWorker extends LoopingWorker {
       });
     } catch (error) {
       const failure = judgeSendFailure(error, { kind: mail.kind, attempts: mail.attempts, maxAttempts: this.options.maxAttempts, metrics });
-      const { final } = failure;
-      log.warn({ outbox_id: mail.id, recipient: addressTag(config.tokenSecrets![0]!, mail.recipient), attempts: mail.attempts, final, error: failure.message }, 'mail not sent');
-      if (final) await store.markMailFailed(db, this.id, mail.id, failure.message);
+      log.warn({ outbox_id: mail.id, recipient: addressTag(config.tokenSecrets![0]!, mail.recipient), attempts: mail.attempts, final: failure.final, error: failure.message }, 'mail not sent');
+      if (failure.final) await store.markMailFailed(db, this.id, mail.id, failure.message);
       else await store.scheduleMailRetry(db, this.id, mail.id, failure.message, { baseMs: this.options.retryBaseMs, maxMs: this.options.retryMaxMs });
       return;
     }
