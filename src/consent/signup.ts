@@ -6,7 +6,7 @@ import { messageId } from '../mail/transport.js';
 import type { Trx } from '../db/database.js';
 import { DomainError } from '../errors.js';
 import type { Locale } from '../i18n.js';
-import { appendConsentEvent } from './ledger.js';
+import { appendConsentEvent, sentMailEvidence } from './ledger.js';
 import * as store from './store.js';
 import { CONFIRM_TTL_MS } from './tokens.js';
 
@@ -115,7 +115,7 @@ async function requestConfirmation(
       form: { email: subscriber.email, ...fields },
       list: { id: list.id, slug: list.slug, name: list.name },
       consent: { version: list.consentVersion, text: list.consentText },
-      mail: { message_id: id, subject: mail.subject, text: mail.text },
+      mail: sentMailEvidence({ messageId: id, subject: mail.subject, text: mail.text }, token),
     },
   });
   const pendingSince = subscription.status === 'pending' && subscription.pending_since
