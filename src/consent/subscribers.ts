@@ -144,7 +144,7 @@ export async function exportSubscriber(deps: Db & Pick<Deps, 'clock'>, id: strin
     subscriber,
     consent,
     affinity_events: affinity,
-    // The mails as queued, which the worker sends, so with their live links.
+    // The outbox keeps each mail as the worker sends it, links and all: shown without their tokens.
     mails: mails.map((mail) => ({ ...mail, text: withoutLinkTokens(mail.text) })),
   };
 }
