@@ -1,6 +1,11 @@
+import { readdirSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { type Migration, Migrator } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cleanName, normaliseEmail } from '../src/consent/address.js';
+import { MIGRATIONS_DIR } from '../src/db/migrate.js';
+import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 
 describe('normaliseEmail', () => {
   it.each([
@@ -40,3 +45,51 @@ describe('cleanName', () => {
     expect(cleanName(undefined)).toBeNull();
   });
 });
+
+describe('mailbox keys (migration 0004)', () => {
+  let tdb: TestDatabase;
+  beforeAll(async () => {
+    tdb = await createTestDatabase();
+  });
+  afterAll(async () => {
+    await tdb.drop();
+  });
+  const keyOf = async (email: string) => (await tdb.query('select mailbox_key_of($1) as key', [email])).rows[0].key;
+
+  it.each([
+    ['Jane.Doe@gmail.com', 'janedoe@gmail.com'],
+    ['j.a.n.e.d.o.e+news@googlemail.com', 'janedoe@gmail.com'],
+    ['JANEDOE+a+b@GMail.com', 'janedoe@gmail.com'],
+    ['Jane.Doe+list@example.org', 'jane.doe@example.org'],
+    ['jane.doe@example.org', 'jane.doe@example.org'],
+    ['+only-a-tag@example.org', '+only-a-tag@example.org'],
+    ['a+@example.org', 'a@example.org'],
+    ['j@xn--mller-kva.example', 'j@xn--mller-kva.example'],
+  ])('%s is the mailbox %s', async (email, key) => {
+    expect(await keyOf(email)).toBe(key);
+  });
+
+  it('is kept by the database for every row, and given by the migration to rows written before it', async () => {
+    const migrator = new Migrator({ db: tdb.db, provider: { getMigrations: migrationFiles } });
+    expect((await migrator.migrateTo('0003_create_campaigns')).error).toBeUndefined();
+    await tdb.query(`insert into subscribers (email) values ('Old.Timer+x@googlemail.com'), (null)`);
+    expect((await migrator.migrateToLatest()).error).toBeUndefined();
+    await tdb.query(`insert into subscribers (email) values ('oldtimer@gmail.com')`);
+    const { rows } = await tdb.query('select email, mailbox_key from subscribers order by email');
+    expect(rows).toEqual([
+      { email: 'Old.Timer+x@googlemail.com', mailbox_key: 'oldtimer@gmail.com' },
+      { email: 'oldtimer@gmail.com', mailbox_key: 'oldtimer@gmail.com' },
+      { email: null, mailbox_key: null },
+    ]);
+    // erasure blanks the address, and with it the key
+    await tdb.query(`update subscribers set email = null where email = 'oldtimer@gmail.com'`);
+    expect((await tdb.query(`select count(*)::int as n from subscribers where mailbox_key is not null`)).rows[0].n).toBe(1);
+  });
+});
+
+/** Every migration file, as the service's migrator reads them. */
+async function migrationFiles(): Promise<Record<string, Migration>> {
+  const files = readdirSync(MIGRATIONS_DIR).filter((file) => /^\d{4}_\w+\.ts$/.test(file)).sort();
+  return Object.fromEntries(await Promise.all(files.map(async (file) =>
+    [file.replace(/\.ts$/, ''), await import(pathToFileURL(`${MIGRATIONS_DIR}${file}`).href) as Migration])));
+}

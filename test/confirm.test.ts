@@ -1,7 +1,9 @@
 // From signup to confirmed through a real SMTP peer: the mail, its link, the page, the POST,
 // and the proof of consent it leaves behind.
+import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { verifyChain } from '../src/consent/ledger.js';
+import { tokenHash } from '../src/consent/tokens.js';
 import { useTestService } from './helpers/fixture.js';
 import { createTestService } from './helpers/service.js';
 import { confirmLink, pathOf, postForm, postJson, snapshot } from './helpers/http.js';
@@ -33,10 +35,14 @@ describe('the confirmation mail', () => {
     const link = confirmLink(parsed.text);
     expect(parsed.html).toContain(link);
     expect(link.startsWith('https://assent.test/confirm/')).toBe(true);
-    // the evidence holds the mail as sent
+    // the evidence holds the mail as sent, its link's token replaced by the token's hash
     const { rows } = await t.tdb.query(`select v.evidence from consent_evidence v join consent_events e on e.id = v.event_id
       join subscribers s on s.id = e.subscriber_id where s.email = 'ada@example.org'`);
-    expect(rows[0].evidence.mail).toEqual({ message_id: parsed.messageId, subject: parsed.subject, text: expect.stringContaining(link) });
+    const token = pathOf(link).slice('/confirm/'.length);
+    expect(rows[0].evidence.mail).toEqual({
+      message_id: parsed.messageId, subject: parsed.subject,
+      text: parsed.text!.replaceAll(token, `{token_sha256:${tokenHash(token)}}`), text_sha256: createHash('sha256').update(parsed.text!).digest('hex'),
+    });
   });
 
   it('takes its language from Accept-Language when the form says none', async () => {

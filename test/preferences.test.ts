@@ -2,7 +2,7 @@
 // personalisation, download, erase; "Lost your mail?"; bad links.
 import { describe, expect, it } from 'vitest';
 import { preferencesUrl } from '../src/campaigns/message.js';
-import { PREFERENCES_TTL_MS } from '../src/consent/tokens.js';
+import { PREFERENCES_TTL_MS, tokenHash } from '../src/consent/tokens.js';
 import { useTestService } from './helpers/fixture.js';
 import { seedConfirmed, snapshot } from './helpers/http.js';
 import { createTestService } from './helpers/service.js';
@@ -69,6 +69,20 @@ describe('the preferences page', () => {
     const mine = await response.json();
     const api = await (await t.service.api('GET', `/api/v1/subscribers/${id}/export`)).json();
     expect({ ...mine, exported_at: null }).toEqual({ ...api, exported_at: null });
+  });
+
+  it('downloads no working link: the mails it lists show each link\'s token as the token\'s hash, as the API export does', async () => {
+    const id = await person('links');
+    expect((await post('/manage', { email: 'links1@example.org' })).status).toBe(200);
+    const { rows: [queued] } = await t.tdb.query(`select text from outbox where subscriber_id = $1 and kind = 'preferences_link'`, [id]);
+    const token = /\/preferences\/([A-Za-z0-9_.-]+)/.exec(queued.text)![1]!;
+    t.service.clock.advance(1000);
+    const download = await (await post(`${pathFor(id)}/export`)).text();
+    const api = await (await t.service.api('GET', `/api/v1/subscribers/${id}/export`)).text();
+    for (const body of [download, api]) {
+      expect(body).not.toContain(token);
+      expect(body).toContain(`/preferences/{token_sha256:${tokenHash(token)}}`);
+    }
   });
 
   it('erases after one confirmation step', async () => {

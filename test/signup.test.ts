@@ -1,13 +1,14 @@
 // POST /subscribe as landing pages use it: three encodings, the same answer whatever the
-// address's state, throttles, the honeypot, the rate limit, redirects, CORS and bad input.
+// address's state, throttles (per mailbox, whatever the spelling), signups that write
+// nothing, the honeypot, the rate limit, redirects, CORS and bad input.
 import { beforeEach, describe, expect, it } from 'vitest';
 import { createTestDatabase } from './helpers/db.js';
 import { useTestService } from './helpers/fixture.js';
-import { createList, postForm, postJson, snapshot } from './helpers/http.js';
+import { confirmLink, createList, pathOf, postForm, postJson, snapshot, snapshotAllTables } from './helpers/http.js';
 import { createTestService, type TestService } from './helpers/service.js';
 import { verifyChain } from '../src/consent/ledger.js';
 
-const t = useTestService({ env: { REDIRECT_HOSTS: 'www.example.com' }, lists: ['news'] });
+const t = useTestService({ smtp: true, env: { REDIRECT_HOSTS: 'www.example.com' }, lists: ['news'] });
 
 const outboxFor = async (email: string) =>
   (await t.tdb.query('select * from outbox where lower(recipient) = lower($1) order by id', [email])).rows;
@@ -156,6 +157,99 @@ describe('throttles', () => {
     const chain = await verifyChain(t.tdb.db, subscriber.id);
     expect(chain.events).toHaveLength(5);
     expect(chain.verified).toBe(true);
+  });
+});
+
+/** Twenty spellings of one Gmail mailbox, each a different address to us (lower-cased, all differ). */
+const gmailSpellings = (local: string) => {
+  const [first, last] = local.split('.') as [string, string];
+  return [
+    `${first}.${last}@gmail.com`, `${first}${last}@gmail.com`, `${first[0]}.${first.slice(1)}${last}@gmail.com`,
+    `${first}${last[0]}.${last.slice(1)}@gmail.com`, `${[...first].join('.')}${last}@gmail.com`, `${first}${[...last].join('.')}@gmail.com`,
+    `${[...first, ...last].join('.')}@gmail.com`, `${first}${last}+news@gmail.com`, `${first}.${last}+1@gmail.com`,
+    `${first.toUpperCase()}${last}+x@gmail.com`, `${first}${last}@googlemail.com`, `${first}.${last}@googlemail.com`,
+    `${first}.${last}+a@googlemail.com`, `${first[0]}.${first.slice(1)}.${last}@gmail.com`, `${first}.${last[0]}.${last.slice(1)}@gmail.com`,
+    `${first}${last}+2@gmail.com`, `${first}${last}+3@googlemail.com`, `${[...first].join('.')}.${last}+z@gmail.com`,
+    `${first.toUpperCase()}.${last}+${last}@googlemail.com`, `${first}${last}+${first}@gmail.com`,
+  ];
+};
+
+describe('throttles per mailbox, whatever the spelling', () => {
+  const mailsTo = async (spellings: string[]) => {
+    await t.service.worker.runOnce();
+    const wanted = new Set(spellings.map((email) => email.toLowerCase()));
+    return t.smtp.received.filter((mail) => mail.envelopeTo.some((to) => wanted.has(to.toLowerCase())));
+  };
+
+  it('sends 20 spellings of one Gmail mailbox from one IP at most 5 mails, answering each the same', async () => {
+    const spellings = gmailSpellings('jane.doe');
+    expect(new Set(spellings.map((email) => email.toLowerCase())).size).toBe(20);
+    const lists = ['g1', 'g2', 'g3', 'g4'];
+    for (const slug of lists) await createList(t.service, slug);
+    const answers = new Set<string>();
+    for (const [i, email] of spellings.entries()) {
+      // 11 minutes apart, so only the daily cap can hold them back
+      t.service.clock.advance(11 * 60_000);
+      const response = await postJson(t.service, { email, list: lists[i % lists.length] }, { 'x-forwarded-for': '203.0.113.50' });
+      answers.add(`${response.status} ${await response.text()}`);
+    }
+    expect([...answers]).toEqual(['202 {"status":"pending"}']);
+    expect(await mailsTo(spellings)).toHaveLength(5);
+  });
+
+  it('resends at most once per 10 minutes per mailbox and list', async () => {
+    const spellings = gmailSpellings('ada.byron');
+    for (const email of spellings.slice(0, 3)) await postJson(t.service, { email, list: 'news' });
+    t.service.clock.advance(9 * 60_000);
+    await postJson(t.service, { email: spellings[3], list: 'news' });
+    expect(await mailsTo(spellings)).toHaveLength(1);
+    t.service.clock.advance(61_000);
+    await postJson(t.service, { email: spellings[4], list: 'news' });
+    expect(await mailsTo(spellings)).toHaveLength(2);
+  });
+
+  it('holds when the spellings sign up at the same moment', async () => {
+    const spellings = gmailSpellings('race.condition');
+    const lists = ['h1', 'h2', 'h3', 'h4', 'h5', 'h6', 'h7', 'h8'];
+    for (const slug of lists) await createList(t.service, slug);
+    const answers = await Promise.all(spellings.map((email, i) => postJson(t.service, { email, list: lists[i % lists.length] })));
+    expect(answers.map((answer) => answer.status)).toEqual(spellings.map(() => 202));
+    expect(await mailsTo(spellings)).toHaveLength(5);
+    // the throttled ones wrote nothing: one subscriber per mail
+    const { rows } = await t.tdb.query(`select count(*)::int as n from subscribers where mailbox_key = 'racecondition@gmail.com'`);
+    expect(rows[0].n).toBe(5);
+  });
+});
+
+describe('signups that write nothing', () => {
+  it('a throttled signup writes nothing at all, in any table, whatever the spelling', async () => {
+    const lists = ['w1', 'w2', 'w3', 'w4', 'w5', 'w6', 'w7'];
+    for (const slug of lists) await createList(t.service, slug);
+    const email = 'capped@example.org';
+    for (const slug of lists.slice(0, 5)) expect((await postJson(t.service, { email, list: slug })).status).toBe(202);
+    const before = await snapshotAllTables(t.tdb);
+    for (const slug of lists.slice(5)) {
+      expect((await postJson(t.service, { email, list: slug })).status).toBe(202);
+      expect((await postForm(t.service, { email: 'Capped+again@example.org', list: slug })).status).toBe(303);
+    }
+    expect(await snapshotAllTables(t.tdb)).toEqual(before);
+  });
+
+  it('a signup of a confirmed address writes nothing at all', async () => {
+    const email = 'settled@example.org';
+    const count = t.smtp.received.length;
+    await postJson(t.service, { email, list: 'news' });
+    await t.service.worker.runOnce();
+    const { parsed } = await t.smtp.waitForMailTo(email, count);
+    expect((await t.service.app.request(pathOf(confirmLink(parsed.text)), { method: 'POST' })).status).toBe(200);
+    t.service.clock.advance(11 * 60_000);
+    // the transaction ids that wrote the person's rows: not even a new version of a row is written
+    const versions = async () => (await t.tdb.query(`select s.xmin::text as subscriber, x.xmin::text as subscription
+      from subscribers s join subscriptions x on x.subscriber_id = s.id where s.email = $1`, [email])).rows;
+    const before = { tables: await snapshotAllTables(t.tdb), versions: await versions() };
+    expect((await postJson(t.service, { email, list: 'news', first_name: 'Someone Else' })).status).toBe(202);
+    expect((await postForm(t.service, { email: email.toUpperCase(), list: 'news' })).status).toBe(303);
+    expect({ tables: await snapshotAllTables(t.tdb), versions: await versions() }).toEqual(before);
   });
 });
 

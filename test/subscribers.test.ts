@@ -1,5 +1,8 @@
 // The marketers' API for people: find, one, proof of consent, affinity, export, erasure.
+import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { preferencesUrl } from '../src/campaigns/message.js';
+import { appendConsentEvent, chainHead } from '../src/consent/ledger.js';
 import { useTestService } from './helpers/fixture.js';
 import { confirmLink, pathOf, postJson } from './helpers/http.js';
 
@@ -87,6 +90,93 @@ describe('the proof of consent', () => {
     const tampered = await get(`/api/v1/subscribers/${id}/consent`);
     expect(tampered.body.verified).toBe(false);
     expect(tampered.body.events.map((e: { verified: boolean }) => e.verified)).toEqual([false, true]);
+  });
+});
+
+const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
+
+/** What the API and the person's download hand out about someone: the record, the export, the download. */
+async function handedOut(id: string): Promise<Record<string, string>> {
+  const download = await t.service.app.request(`${new URL(preferencesUrl(t.service.deps, id)).pathname}/export`, { method: 'POST' });
+  expect(download.status).toBe(200);
+  return {
+    consent: await (await t.service.api('GET', `/api/v1/subscribers/${id}/consent`)).text(),
+    export: await (await t.service.api('GET', `/api/v1/subscribers/${id}/export`)).text(),
+    download: await download.text(),
+  };
+}
+
+/**
+ * Plays every confirm link found in `bodies`, as whoever read them would, with a user agent
+ * of their choosing: none may confirm, none may verify.
+ */
+async function expectNoWorkingConfirmLink(bodies: Record<string, string>, id: string, token: string): Promise<void> {
+  for (const [name, body] of Object.entries(bodies)) {
+    expect(body, name).not.toContain(token);
+    const found = [...body.matchAll(/\/confirm\/([^\s"\\]+)/g)].map((match) => match[1]!);
+    expect(found.length, `${name} keeps the mail's link, as its hash`).toBeGreaterThan(0);
+    for (const candidate of found) {
+      expect(t.service.deps.signer.verifyConfirm(candidate, t.service.clock.now).ok, candidate).toBe(false);
+      const forged = await t.service.app.request(`/confirm/${candidate}`, { method: 'POST', headers: { 'user-agent': 'Forger/1.0' } });
+      expect(forged.status, candidate).not.toBe(200);
+    }
+  }
+  const { rows } = await t.tdb.query('select status from subscriptions where subscriber_id = $1', [id]);
+  expect(rows).toEqual([{ status: 'pending' }]);
+}
+
+describe('no link handed out', () => {
+  it('the record, the export and the download hold no working confirm link; the mail stays provable by its token\'s hash', async () => {
+    const email = 'no-forgery@example.org';
+    const count = t.smtp.received.length;
+    expect((await postJson(t.service, { email, list: 'news' })).status).toBe(202);
+    await t.service.worker.runOnce();
+    const { parsed } = await t.smtp.waitForMailTo(email, count);
+    const link = confirmLink(parsed.text);
+    const token = pathOf(link).slice('/confirm/'.length);
+    const { rows: [{ id }] } = await t.tdb.query('select id from subscribers where email = $1', [email]);
+
+    const bodies = await handedOut(id);
+    await expectNoWorkingConfirmLink(bodies, id, token);
+    // The mail as delivered is the one recorded: its text with the token replaced by the
+    // token's hash, and the hash of that text.
+    const marker = `{token_sha256:${sha256(token)}}`;
+    const requested = JSON.parse(bodies.consent!).events[0].evidence;
+    expect(requested.mail).toEqual({
+      message_id: parsed.messageId, subject: parsed.subject, text: parsed.text!.replaceAll(token, marker), text_sha256: sha256(parsed.text!),
+    });
+
+    // The person clicks the real link in the real mail: the confirmation names the same hash.
+    const clicked = await t.service.app.request(pathOf(link), { method: 'POST', headers: { 'user-agent': 'Person Browser/1.0' } });
+    expect(clicked.status).toBe(200);
+    const record = (await get(`/api/v1/subscribers/${id}/consent`)).body;
+    expect(record.verified).toBe(true);
+    const hashInMail = /\{token_sha256:([0-9a-f]{64})\}/.exec(record.events[0].evidence.mail.text)![1];
+    expect(record.events[1]).toMatchObject({ kind: 'confirmed', evidence: { token_sha256: hashInMail, user_agent: 'Person Browser/1.0' } });
+  });
+
+  it('shows a request recorded before with its live link as the token\'s hash too, and verifies it as stored', async () => {
+    const email = 'old-record@example.org';
+    expect((await postJson(t.service, { email, list: 'offers' })).status).toBe(202);
+    const { rows: [queued] } = await t.tdb.query(`select s.id, o.message_id, o.subject, o.text from outbox o
+      join subscribers s on s.id = o.subscriber_id where s.email = $1`, [email]);
+    const token = pathOf(confirmLink(queued.text)).slice('/confirm/'.length);
+    expect(t.service.deps.signer.verifyConfirm(token, t.service.clock.now).ok).toBe(true);
+    // A request as recorded before the token was kept out of the evidence: the mail's text, live link and all.
+    const { rows: [list] } = await t.tdb.query(`select id from lists where slug = 'offers'`);
+    await t.tdb.db.transaction().execute(async (trx) => appendConsentEvent(trx, await chainHead(trx, queued.id), {
+      subscriberId: queued.id, listId: list.id, kind: 'requested',
+      evidence: { ip: null, user_agent: null, page: null, mail: { message_id: queued.message_id, subject: queued.subject, text: queued.text } },
+    }));
+    const { rows: [stored] } = await t.tdb.query(`select v.evidence from consent_evidence v join consent_events e on e.id = v.event_id
+      where e.subscriber_id = $1 order by e.id desc limit 1`, [queued.id]);
+    expect(stored.evidence.mail.text).toContain(token);
+
+    const bodies = await handedOut(queued.id);
+    await expectNoWorkingConfirmLink(bodies, queued.id, token);
+    const record = JSON.parse(bodies.consent!);
+    expect(record.verified).toBe(true);
+    expect(record.events.at(-1).evidence.mail.text).toBe(queued.text.replaceAll(token, `{token_sha256:${sha256(token)}}`));
   });
 });
 

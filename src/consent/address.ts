@@ -29,7 +29,11 @@ export function normaliseEmail(input: string): string | undefined {
   return address.length <= 254 ? address : undefined;
 }
 
-/** How addresses are matched: local parts differ only in case for almost every provider. */
+/**
+ * How addresses are matched: local parts differ only in case for almost every provider. The
+ * signup throttles count wider, per mailbox (`subscribers.mailbox_key`, migration 0004), so
+ * that `Jane.Doe+x@gmail.com` and `janedoe@googlemail.com` share one cap.
+ */
 export function emailKey(email: string): string {
   return email.toLowerCase();
 }

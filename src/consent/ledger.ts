@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { type ExpressionBuilder, sql } from 'kysely';
 import { type Database, precompiled, type Trx } from '../db/database.js';
 import type { ConsentEventKind, DB } from '../db/schema.js';
+import { tokenHash } from './tokens.js';
 
 export type Evidence = Record<string, unknown>;
 
@@ -46,6 +47,48 @@ export function eventHash(fields: ChainFields): Buffer {
     evidence_hash: fields.evidenceHash.toString('hex'),
     prev_hash: fields.prevHash?.toString('hex') ?? null,
   }));
+}
+
+/**
+ * What stands for a link's token in evidence and in everything we hand out: its SHA-256, as
+ * the confirmation records it (`token_sha256`), so the click is tied to the mail that carried
+ * the link. The token itself would be a working link for anyone who reads the record: a
+ * probe confirmed a pending person with an API key and a user agent of its choosing.
+ */
+export function tokenMarker(token: string): string {
+  return `{token_sha256:${tokenHash(token)}}`;
+}
+
+/**
+ * The confirmation mail as evidence of what the person was asked: its Message-ID, subject and
+ * text part with the link's token replaced by its marker, and the SHA-256 of the text part as
+ * sent (UTF-8, LF line ends), so that whoever holds the delivered mail can show it is this one.
+ */
+export function sentMailEvidence(mail: { messageId: string; subject: string; text: string }, token: string): Evidence {
+  return {
+    message_id: mail.messageId,
+    subject: mail.subject,
+    text: mail.text.replaceAll(token, () => tokenMarker(token)),
+    text_sha256: sha256(mail.text).toString('hex'),
+  };
+}
+
+// A token in one of our links (tokens.ts): `<base64url payload>.<43-character MAC>` after the path.
+const LINK_TOKEN = /(\/(?:confirm|u|preferences)\/)([A-Za-z0-9_-]{1,512}\.[A-Za-z0-9_-]{43})(?![A-Za-z0-9_-])/g;
+
+/**
+ * `value` with the token of every link of ours in every string replaced by its marker: for
+ * what the API and exports hand out. Evidence written before tokenMarker held the mail with
+ * its live link, and evidence rows are never rewritten, so they are shown this way instead;
+ * their hashes, and `verified`, are still computed on the rows as stored.
+ */
+export function withoutLinkTokens<T>(value: T): T {
+  if (typeof value === 'string') return value.replace(LINK_TOKEN, (_, path: string, token: string) => path + tokenMarker(token)) as T;
+  if (Array.isArray(value)) return value.map(withoutLinkTokens) as T;
+  if (value !== null && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
+    return Object.fromEntries(Object.entries(value).map(([key, v]) => [key, withoutLinkTokens(v)])) as T;
+  }
+  return value;
 }
 
 /** jsonb cannot hold U+0000; evidence must read back exactly as it was hashed. */

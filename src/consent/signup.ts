@@ -6,7 +6,7 @@ import { messageId } from '../mail/transport.js';
 import type { Trx } from '../db/database.js';
 import { DomainError } from '../errors.js';
 import type { Locale } from '../i18n.js';
-import { appendConsentEvent } from './ledger.js';
+import { appendConsentEvent, sentMailEvidence } from './ledger.js';
 import * as store from './store.js';
 import { CONFIRM_TTL_MS } from './tokens.js';
 
@@ -45,57 +45,84 @@ async function listSlug(trx: Trx, slug: string | undefined): Promise<string> {
   return lists[0]!.slug;
 }
 
-export async function signup(
-  deps: Pick<Deps, 'db' | 'clock' | 'config' | 'signer' | 'mailTemplates' | 'log'>,
+/**
+ * Rolls a signup back: a throttled or already-confirmed signup writes nothing at all, not
+ * even the subscriber and subscription rows its first statement made (docs/decisions.md).
+ * Rolling back costs the round trip a commit would; deciding before any write would cost one more.
+ */
+class WritesNothing extends Error {
+  constructor(readonly outcome: Exclude<SignupOutcome, 'mailed'>) {
+    super(outcome);
+  }
+}
+
+type SignupDeps = Pick<Deps, 'db' | 'clock' | 'config' | 'signer' | 'mailTemplates' | 'log'>;
+
+export async function signup(deps: SignupDeps, request: SignupRequest, context: RequestContext): Promise<SignupOutcome> {
+  try {
+    return await deps.db.transaction().execute(async (trx) => {
+      const slug = await listSlug(trx, request.listSlug);
+      const found = await store.upsertSignup(trx, { listSlug: slug, email: request.email, locale: request.locale });
+      if (!found) throw new DomainError('list_not_found', `there is no list "${slug}"`);
+      if (found.subscription.status === 'confirmed') throw new WritesNothing('already_confirmed');
+      const key = { subscriberId: found.subscriber.id, mailboxKey: found.subscriber.mailboxKey, listId: found.list.id };
+      const now = deps.clock();
+      // Both throttles count per mailbox, over every spelling of the address (migration 0004).
+      const { head, mailsSince, lastMailToList } = await store.signupHead(trx, key, new Date(now - DAY_MS));
+      const lastMail = lastMailToList?.getTime();
+      if ((lastMail !== undefined && now - lastMail < RESEND_INTERVAL_MS) || mailsSince >= DAILY_CONFIRMATION_CAP) {
+        throw new WritesNothing('throttled');
+      }
+      await requestConfirmation(deps, trx, { ...found, head, now }, request, context);
+      return 'mailed' as const;
+    });
+  } catch (error) {
+    if (error instanceof WritesNothing) return error.outcome;
+    throw error;
+  }
+}
+
+type Found = NonNullable<Awaited<ReturnType<typeof store.upsertSignup>>>;
+
+/** The request recorded with its evidence, and its confirmation mail queued. */
+async function requestConfirmation(
+  deps: SignupDeps,
+  trx: Trx,
+  { list, subscriber, subscription, head, now }: Found & { head: { now: Date; prevHash: Buffer | null }; now: number },
   request: SignupRequest,
   context: RequestContext,
-): Promise<SignupOutcome> {
-  return deps.db.transaction().execute(async (trx) => {
-    const slug = await listSlug(trx, request.listSlug);
-    const found = await store.upsertSignup(trx, { listSlug: slug, email: request.email, locale: request.locale });
-    if (!found) throw new DomainError('list_not_found', `there is no list "${slug}"`);
-    const { list, subscriber, subscription } = found;
-    if (subscription.status === 'confirmed') return 'already_confirmed';
-
-    const now = deps.clock();
-    const lastMail = subscription.last_confirmation_mail_at?.getTime();
-    if (lastMail !== undefined && now - lastMail < RESEND_INTERVAL_MS) return 'throttled';
-    const { head, mailsSince } = await store.signupHead(trx, subscriber.id, new Date(now - DAY_MS));
-    if (mailsSince >= DAILY_CONFIRMATION_CAP) return 'throttled';
-
-    const token = deps.signer.signConfirm({
-      subscriberId: subscriber.id, listId: list.id, issuedAt: now, expiresAt: now + CONFIRM_TTL_MS,
-    });
-    const confirmUrl = `${deps.config.publicUrl}/confirm/${token}`;
-    const mail = deps.mailTemplates.renderConfirmation({
-      locale: request.locale, email: subscriber.email, listName: list.name, consentText: list.consentText, confirmUrl,
-    });
-    const id = messageId(deps.config.mailFrom);
-    const fields: Record<string, string> = { locale: request.locale };
-    if (list.fields.includes('first_name') && request.firstName) fields.first_name = request.firstName;
-    if (list.fields.includes('last_name') && request.lastName) fields.last_name = request.lastName;
-
-    await appendConsentEvent(trx, head, {
-      subscriberId: subscriber.id,
-      listId: list.id,
-      kind: 'requested',
-      evidence: {
-        ip: context.ip,
-        user_agent: context.userAgent,
-        page: context.page,
-        form: { email: subscriber.email, ...fields },
-        list: { id: list.id, slug: list.slug, name: list.name },
-        consent: { version: list.consentVersion, text: list.consentText },
-        mail: { message_id: id, subject: mail.subject, text: mail.text },
-      },
-    });
-    const pendingSince = subscription.status === 'pending' && subscription.pending_since
-      ? subscription.pending_since : new Date(now);
-    await store.markSubscriptionRequested(trx, { subscriberId: subscriber.id, listId: list.id }, {
-      now: new Date(now), pendingSince, fields, consentVersion: list.consentVersion,
-      mail: { kind: 'confirmation', recipient: subscriber.email, messageId: id, subject: mail.subject, html: mail.html, text: mail.text },
-    });
-    if (!deps.config.smtpUrl) deps.log.info({ confirm_url: confirmUrl }, 'confirmation mail written to the outbox folder');
-    return 'mailed';
+): Promise<void> {
+  const token = deps.signer.signConfirm({
+    subscriberId: subscriber.id, listId: list.id, issuedAt: now, expiresAt: now + CONFIRM_TTL_MS,
   });
+  const confirmUrl = `${deps.config.publicUrl}/confirm/${token}`;
+  const mail = deps.mailTemplates.renderConfirmation({
+    locale: request.locale, email: subscriber.email, listName: list.name, consentText: list.consentText, confirmUrl,
+  });
+  const id = messageId(deps.config.mailFrom);
+  const fields: Record<string, string> = { locale: request.locale };
+  if (list.fields.includes('first_name') && request.firstName) fields.first_name = request.firstName;
+  if (list.fields.includes('last_name') && request.lastName) fields.last_name = request.lastName;
+
+  await appendConsentEvent(trx, head, {
+    subscriberId: subscriber.id,
+    listId: list.id,
+    kind: 'requested',
+    evidence: {
+      ip: context.ip,
+      user_agent: context.userAgent,
+      page: context.page,
+      form: { email: subscriber.email, ...fields },
+      list: { id: list.id, slug: list.slug, name: list.name },
+      consent: { version: list.consentVersion, text: list.consentText },
+      mail: sentMailEvidence({ messageId: id, subject: mail.subject, text: mail.text }, token),
+    },
+  });
+  const pendingSince = subscription.status === 'pending' && subscription.pending_since
+    ? subscription.pending_since : new Date(now);
+  await store.markSubscriptionRequested(trx, { subscriberId: subscriber.id, listId: list.id }, {
+    now: new Date(now), pendingSince, fields, consentVersion: list.consentVersion,
+    mail: { kind: 'confirmation', recipient: subscriber.email, messageId: id, subject: mail.subject, html: mail.html, text: mail.text },
+  });
+  if (!deps.config.smtpUrl) deps.log.info({ confirm_url: confirmUrl }, 'confirmation mail written to the outbox folder');
 }

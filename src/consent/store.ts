@@ -92,37 +92,49 @@ export async function findSubscriberLocale(db: Db, id: string): Promise<string |
   return row?.locale;
 }
 
+// Signups of one mailbox take turns, whatever its spelling: spellings are different subscriber
+// rows, so row locks alone let `a.b+x@gmail.com` and `ab@gmail.com` pass the throttles side by
+// side. The lock is PostgreSQL's transaction-level advisory lock in its two-key form: this
+// class ('mbox'), then a hash of the mailbox key. A hash collision only makes two unrelated
+// signups wait for each other.
+const MAILBOX_LOCK_CLASS = 0x6d626f78;
+
 /**
- * A signup's first statement: the list with its current wording, and the subscriber and
- * their subscription to it, each found or created (as pending) and locked for the
- * transaction, subscriber first. One statement rather than three, because each round trip
+ * A signup's first statement: the mailbox's lock, then the list with its current wording,
+ * and the subscriber and their subscription to it, each found or created (as pending) and
+ * locked for the transaction, subscriber first. The insert reads from the lock's CTE, so the
+ * lock is taken before any row lock. One statement rather than four, because each round trip
  * to PostgreSQL costs the signup more than the SQL does (npm run bench). No row when there
  * is no such list (the caller rolls back).
  */
 const upsertSignupStatement = precompiled((db, signup: { listSlug: string; email: string; locale: string }) => db
   .with('list', (db) => listWithConsent(db).where('l.slug', '=', signup.listSlug))
+  .with('mailbox', (db) => db.selectNoFrom(
+    sql`pg_advisory_xact_lock(${sql.lit(MAILBOX_LOCK_CLASS)}, hashtext(mailbox_key_of(${signup.email}::text)))`.as('locked')))
   .with('subscriber', (db) => db.insertInto('subscribers')
-    .values({ email: signup.email, locale: signup.locale })
+    .columns(['email', 'locale'])
+    .expression((eb) => eb.selectFrom('mailbox')
+      .select([sql<string>`${signup.email}::text`.as('email'), sql<string>`${signup.locale}::text`.as('locale')]))
     .onConflict((oc) => oc.expression(sql`lower(email)`).doUpdateSet({ updated_at: sql`subscribers.updated_at` }))
-    .returning(['id', 'email']))
+    .returning(['id', 'email', 'mailbox_key']))
   .with('subscription', (db) => db.insertInto('subscriptions')
     .columns(['subscriber_id', 'list_id', 'status'])
     .expression((eb) => eb.selectFrom(['subscriber', 'list'])
       .select(['subscriber.id as subscriber_id', 'list.id as list_id', sql<SubscriptionStatus>`'pending'`.as('status')]))
     .onConflict((oc) => oc.columns(['subscriber_id', 'list_id']).doUpdateSet({ status: sql`subscriptions.status` }))
-    .returning(['status', 'pending_since', 'last_confirmation_mail_at']))
+    .returning(['status', 'pending_since']))
   .selectFrom(['list', 'subscriber', 'subscription'])
   .select(['list.id as listId', 'list.slug', 'list.name', 'list.fields', 'list.consentVersion', 'list.consentText',
-    'subscriber.id as subscriberId', 'subscriber.email',
-    'subscription.status', 'subscription.pending_since', 'subscription.last_confirmation_mail_at']));
+    'subscriber.id as subscriberId', 'subscriber.email', 'subscriber.mailbox_key as mailboxKey',
+    'subscription.status', 'subscription.pending_since']));
 
 export async function upsertSignup(trx: Trx, signup: { listSlug: string; email: string; locale: string }) {
   const row = (await upsertSignupStatement(trx, signup)).rows[0];
   if (!row) return undefined;
-  const { listId, slug, name, fields, consentVersion, consentText, subscriberId, email, ...subscription } = row;
+  const { listId, slug, name, fields, consentVersion, consentText, subscriberId, email, mailboxKey, ...subscription } = row;
   return {
     list: { id: listId, slug, name, fields, consentVersion, consentText } satisfies ListWithConsent,
-    subscriber: { id: subscriberId, email: email! },
+    subscriber: { id: subscriberId, email: email!, mailboxKey: mailboxKey! },
     subscription,
   };
 }
@@ -143,20 +155,28 @@ export async function findSubscription(db: Db, subscriberId: string, listId: str
 }
 
 /**
- * What a signup checks once it holds the subscriber's lock, in one round trip: the head of
- * their consent chain (ledger.chainHeadColumns) and how many confirmation mails they were
- * sent since `since`. Both are read after the lock, so both see every earlier signup.
+ * What a signup checks once it holds the mailbox's lock, in one round trip: the head of the
+ * subscriber's consent chain (ledger.chainHeadColumns), how many confirmation mails went to
+ * the mailbox since `since`, and when one last went to it for this list, over every spelling
+ * of the address. All are read after the lock, so all see every earlier signup.
  */
-const signupHeadStatement = precompiled((db, args: { subscriberId: string; since: Date }) => db
-  .selectNoFrom((eb) => [
-    ...chainHeadColumns(eb, args.subscriberId),
-    eb.selectFrom('outbox').select((ob) => ob.fn.countAll<string>().as('count'))
-      .where('subscriber_id', '=', args.subscriberId).where('kind', '=', 'confirmation').where('created_at', '>', args.since).as('mails'),
-  ]));
+const signupHeadStatement = precompiled((db, args: { subscriberId: string; mailboxKey: string; listId: string; since: Date }) => db
+  .selectNoFrom((eb) => {
+    const spellings = eb.selectFrom('subscribers').select('id').where('mailbox_key', '=', args.mailboxKey);
+    return [
+      ...chainHeadColumns(eb, args.subscriberId),
+      eb.selectFrom('outbox').select((ob) => ob.fn.countAll<string>().as('count'))
+        .where('subscriber_id', 'in', spellings).where('kind', '=', 'confirmation').where('created_at', '>', args.since).as('mails'),
+      eb.selectFrom('subscriptions').select((sb) => sb.fn.max('last_confirmation_mail_at').as('last'))
+        .where('subscriber_id', 'in', spellings).where('list_id', '=', args.listId).as('last_mail_to_list'),
+    ];
+  }));
 
-export async function signupHead(trx: Trx, subscriberId: string, since: Date): Promise<{ head: { now: Date; prevHash: Buffer | null }; mailsSince: number }> {
-  const row = (await signupHeadStatement(trx, { subscriberId, since })).rows[0]!;
-  return { head: { now: row.now, prevHash: row.prev_hash }, mailsSince: Number(row.mails) };
+export async function signupHead(trx: Trx, key: { subscriberId: string; mailboxKey: string; listId: string }, since: Date): Promise<{
+  head: { now: Date; prevHash: Buffer | null }; mailsSince: number; lastMailToList: Date | null;
+}> {
+  const row = (await signupHeadStatement(trx, { ...key, since })).rows[0]!;
+  return { head: { now: row.now, prevHash: row.prev_hash }, mailsSince: Number(row.mails), lastMailToList: row.last_mail_to_list };
 }
 
 /** Mails of one kind to one person since a time: the resend throttles. */

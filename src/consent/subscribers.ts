@@ -4,7 +4,7 @@ import type { Deps } from '../deps.js';
 import type { AffinityLevel, SubscriptionStatus } from '../db/schema.js';
 import { DomainError } from '../errors.js';
 import { addressHash } from './address.js';
-import { appendConsentEvent, chainHead, verifyChain } from './ledger.js';
+import { appendConsentEvent, chainHead, verifyChain, withoutLinkTokens } from './ledger.js';
 import * as store from './store.js';
 import * as subscribers from './subscriber-store.js';
 
@@ -94,7 +94,11 @@ export async function getSubscriber(deps: Db, id: string): Promise<SubscriberVie
   return (await views(deps, [row]))[0]!;
 }
 
-/** Every consent event with its evidence, and whether the chain recomputes untampered. */
+/**
+ * Every consent event with its evidence, and whether the chain recomputes untampered. No link
+ * token is handed out (ledger.withoutLinkTokens): `verified` is computed on the stored rows,
+ * the evidence shown has the tokens of rows written before sentMailEvidence replaced.
+ */
 export async function consentRecord(deps: Db, id: string) {
   await getSubscriber(deps, id);
   const [chain, slugs] = await Promise.all([verifyChain(deps.db, id), subscribers.consentEventListSlugs(deps.db, id)]);
@@ -107,7 +111,7 @@ export async function consentRecord(deps: Db, id: string) {
       list: event.listId === null ? null : slugs.get(event.listId) ?? null,
       occurred_at: event.occurredAt,
       hash: event.hash,
-      evidence: event.evidence,
+      evidence: withoutLinkTokens(event.evidence),
       verified: event.verified,
     })),
   };
@@ -140,7 +144,8 @@ export async function exportSubscriber(deps: Db & Pick<Deps, 'clock'>, id: strin
     subscriber,
     consent,
     affinity_events: affinity,
-    mails,
+    // The outbox keeps each mail as the worker sends it, links and all: shown without their tokens.
+    mails: mails.map((mail) => ({ ...mail, text: withoutLinkTokens(mail.text) })),
   };
 }
 

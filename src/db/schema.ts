@@ -36,6 +36,8 @@ export interface SubscribersTable {
   updated_at: Generated<Date>;
   erased_at: Date | null;
   affinity_cap: AffinityLevel | null;
+  /** Which inbox the address reaches (migration 0004): the database computes it from `email`. */
+  mailbox_key: ColumnType<string | null, never, never>;
 }
 
 export interface SubscriptionsTable {
