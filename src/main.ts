@@ -11,7 +11,7 @@ import { startEmbeddedDatabase } from './db/embedded.js';
 import { migrateToLatest } from './db/migrate.js';
 import type { Deps } from './deps.js';
 import { createApp } from './http/app.js';
-import { opsApp } from './http/ops.js';
+import { metricsOnPublicPort, opsApp } from './http/ops.js';
 import { loadCatalogues } from './i18n.js';
 import { jsonLogger } from './log.js';
 import { MailTemplates } from './mail/templates.js';
@@ -93,8 +93,24 @@ export async function buildDeps(config: Config, log: Logger, db: Database, wake:
 export interface Service {
   deps: Deps;
   server: ServerType;
+  /** The listener on METRICS_PORT, when set. */
+  metricsServer: ServerType | undefined;
   stop(): Promise<void>;
 }
+
+function listen(app: { fetch: (request: Request) => Response | Promise<Response> }, port: number, hostname: string): Promise<ServerType> {
+  return new Promise((resolve, reject) => {
+    const server = serve({ fetch: app.fetch, port, hostname }, () => resolve(server));
+    server.once('error', reject);
+  });
+}
+
+const portOf = (server: ServerType, fallback: number) => {
+  const address = server.address();
+  return typeof address === 'object' && address ? address.port : fallback;
+};
+
+const closeServer = (server: ServerType | undefined) => new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
 
 export async function startService(config: Config, roles: readonly Role[], log = createLogger(config)): Promise<Service> {
   const database = await openDatabase(config, log);
@@ -111,7 +127,9 @@ export async function startService(config: Config, roles: readonly Role[], log =
   }
   // Every role listens: `serve` with the whole app, `worker` with the operations endpoints
   // only (/healthz, /readyz, and /metrics with its mail counters), so both can be probed.
-  const app = roles.includes('serve') ? createApp(deps) : opsApp(deps);
+  // Where /metrics is served is the same rule for both (http/ops.ts).
+  const publicMetrics = metricsOnPublicPort(config);
+  const app = roles.includes('serve') ? createApp(deps) : opsApp(deps, { metrics: publicMetrics });
   // Workers finish or give back what they hold, then the SMTP pool and the database close.
   const stopBehindServer = async () => {
     await Promise.all([worker?.stop(), campaignWorker?.stop()]);
@@ -119,21 +137,25 @@ export async function startService(config: Config, roles: readonly Role[], log =
     await database.close();
   };
   let server: ServerType | undefined;
-  await new Promise<void>((resolve, reject) => {
-    server = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, () => resolve());
-    server.once('error', reject);
-  }).catch(async (error: unknown) => {
+  let metricsServer: ServerType | undefined;
+  try {
+    server = await listen(app, config.port, config.host);
+    if (config.metricsPort !== undefined) metricsServer = await listen(opsApp(deps, { metrics: true }), config.metricsPort, config.host);
+  } catch (error) {
+    await closeServer(server);
     await stopBehindServer();
     throw error;
-  });
-  const address = server!.address();
-  const port = typeof address === 'object' && address ? address.port : config.port;
+  }
+  const port = portOf(server, config.port);
   log.info({ url: `http://${config.host}:${port}`, public_url: config.publicUrl, roles }, roles.includes('serve') ? 'listening' : 'listening for health and metrics only');
+  if (metricsServer) log.info({ url: `http://${config.host}:${portOf(metricsServer, config.metricsPort!)}/metrics` }, 'serving metrics on METRICS_PORT only');
+  else if (!publicMetrics) log.warn('GET /metrics is not served: in production set METRICS_PORT (a port the public cannot reach) or METRICS_TOKEN');
   return {
     deps,
-    server: server!,
+    server,
+    metricsServer,
     async stop() {
-      await new Promise<void>((resolve) => server!.close(() => resolve()));
+      await Promise.all([closeServer(server), closeServer(metricsServer)]);
       await stopBehindServer();
     },
   };

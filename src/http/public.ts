@@ -120,7 +120,8 @@ export function publicApp(deps: Deps, pages: Pages): Hono<PublicEnv> {
           lastName: cleanName(body.last_name)?.slice(0, 100) ?? null,
           locale,
         }, requestContext(c, deps.config.trustProxy));
-        deps.metrics.signups.inc({ outcome });
+        // Counted alike whatever the address's state: a finer outcome would tell a scraper who subscribes.
+        deps.metrics.signups.inc({ outcome: 'accepted' });
         if (outcome === 'mailed') deps.wakeOutbox();
       } else {
         deps.metrics.signups.inc({ outcome: 'honeypot' });
