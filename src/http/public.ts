@@ -3,7 +3,6 @@ import { readFileSync } from 'node:fs';
 import { Hono, type Context } from 'hono';
 import { cors } from 'hono/cors';
 import { z } from 'zod';
-import { preferencesUrl } from '../campaigns/message.js';
 import { cleanName, normaliseEmail } from '../consent/address.js';
 import { type ConfirmLinkState, confirmSubscription, inspectConfirmLink } from '../consent/confirm.js';
 import { listAllLists } from '../consent/store.js';
@@ -164,17 +163,19 @@ export function publicApp(deps: Deps, pages: Pages): Hono<PublicEnv> {
   // List-Unsubscribe=One-Click unsubscribes at once and answers 200, never a redirect; GET
   // only shows the button, because mail scanners follow links.
   app.use('/u/*', tokenPage);
-  const unsubscribePage = (c: Context, state: 'ask' | 'missing' | 'done' | 'invalid', target?: UnsubscribeTarget, subscriberId?: string) => {
+  // No page here carries a preferences link: one minted on every visit would give lasting
+  // access to whoever holds the unsubscribe link (a forwarded newsletter), and the one-click
+  // POST is usually made by the mailbox provider. The page points to "Lost your mail?".
+  const unsubscribePage = (c: Context, state: 'ask' | 'missing' | 'done' | 'invalid', target?: UnsubscribeTarget) => {
     const locale = pageLocale(c, target?.locale);
-    const preferences = subscriberId && target ? preferencesUrl(deps, subscriberId) : undefined;
-    return c.html(pages.render('unsubscribe', locale, { state, list_name: target?.list.name, preferences_url: preferences }),
+    return c.html(pages.render('unsubscribe', locale, { state, list_name: target?.list.name }),
       state === 'invalid' || state === 'missing' ? 400 : 200);
   };
   app.get('/u/:token', async (c) => {
     const claims = deps.signer.verifyUnsubscribe(c.req.param('token'));
     const target = claims && await inspectUnsubscribe(deps, claims);
     if (!claims || !target) return unsubscribePage(c, 'invalid');
-    return unsubscribePage(c, target.status === 'unsubscribed' ? 'done' : 'ask', target, claims.subscriberId);
+    return unsubscribePage(c, target.status === 'unsubscribed' ? 'done' : 'ask', target);
   });
   app.post('/u/:token', limitBody(), async (c) => {
     const token = c.req.param('token');
@@ -183,13 +184,13 @@ export function publicApp(deps: Deps, pages: Pages): Hono<PublicEnv> {
     const body = await c.req.parseBody().catch(() => ({} as Record<string, unknown>));
     if (body['List-Unsubscribe'] !== 'One-Click') {
       const target = await inspectUnsubscribe(deps, claims);
-      return target ? unsubscribePage(c, 'missing', target, claims.subscriberId) : unsubscribePage(c, 'invalid');
+      return target ? unsubscribePage(c, 'missing', target) : unsubscribePage(c, 'invalid');
     }
     const context = { ...requestContext(c, deps.config.trustProxy), page: c.req.header('origin')?.slice(0, 2048) ?? null };
     // A mail client's one-click POST names no page; our own form's does (same origin).
     const method = context.page === null && !c.req.header('referer') ? 'one-click' : 'page';
     const target = await unsubscribe(deps, claims, { token, context, method });
-    return target ? unsubscribePage(c, 'done', target, claims.subscriberId) : unsubscribePage(c, 'done');
+    return unsubscribePage(c, 'done', target);
   });
 
   return app;
