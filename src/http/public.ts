@@ -5,7 +5,6 @@ import { cors } from 'hono/cors';
 import { z } from 'zod';
 import { cleanName, normaliseEmail } from '../consent/address.js';
 import { type ConfirmLinkState, confirmSubscription, inspectConfirmLink } from '../consent/confirm.js';
-import { listAllLists } from '../consent/store.js';
 import { signup } from '../consent/signup.js';
 import { inspectUnsubscribe, unsubscribe, type UnsubscribeTarget } from '../consent/unsubscribe.js';
 import type { Deps } from '../deps.js';
@@ -133,7 +132,7 @@ export function publicApp(deps: Deps, pages: Pages): Hono<PublicEnv> {
 
   app.use('/confirm/*', tokenPage);
 
-  const renderLinkState = async (c: Context, state: ConfirmLinkState) => {
+  const renderLinkState = (c: Context, state: ConfirmLinkState) => {
     const locale = pageLocale(c, 'locale' in state ? state.locale : undefined);
     switch (state.kind) {
       case 'ready':
@@ -142,12 +141,13 @@ export function publicApp(deps: Deps, pages: Pages): Hono<PublicEnv> {
       case 'already_confirmed':
         return c.html(pages.render('confirmed', locale, { list_name: state.list.name, already: state.kind === 'already_confirmed' }));
       default: {
+        // Only the list a genuine link named: a choice of every list would show anyone who
+        // types a garbled link each list's slug and name, internal ones too. Without one, the
+        // form asks for the only list (signup's rule), and where there are several the
+        // person signs up again from the landing page.
         const list = 'list' in state ? state.list : undefined;
-        const lists = list ? [] : await listAllLists(deps.db);
         const status = state.kind === 'invalid' ? 400 : state.kind === 'unknown' ? 404 : 410;
-        return c.html(pages.render('token_error', locale, {
-          reason: state.kind, list_slug: list?.slug, lists: lists.map(({ slug, name }) => ({ slug, name })),
-        }), status);
+        return c.html(pages.render('token_error', locale, { reason: state.kind, list_slug: list?.slug }), status);
       }
     }
   };
