@@ -112,6 +112,30 @@ const portOf = (server: ServerType, fallback: number) => {
 
 const closeServer = (server: ServerType | undefined) => new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
 
+/**
+ * Every role listens: `serve` with the whole app, `worker` with the operations endpoints
+ * only (/healthz, /readyz, and /metrics with its mail counters), so both can be probed;
+ * where /metrics is served is the same rule for both (http/ops.ts). With METRICS_PORT a
+ * second listener serves the operations endpoints to the scraper.
+ */
+async function listenForRoles(deps: Deps, roles: readonly Role[]): Promise<Pick<Service, 'server' | 'metricsServer'>> {
+  const { config, log } = deps;
+  const publicMetrics = metricsOnPublicPort(config);
+  const server = await listen(roles.includes('serve') ? createApp(deps) : opsApp(deps, { metrics: publicMetrics }), config.port, config.host);
+  let metricsServer: ServerType | undefined;
+  try {
+    if (config.metricsPort !== undefined) metricsServer = await listen(opsApp(deps, { metrics: true }), config.metricsPort, config.host);
+  } catch (error) {
+    await closeServer(server);
+    throw error;
+  }
+  const url = (listener: ServerType, port: number) => `http://${config.host}:${portOf(listener, port)}`;
+  log.info({ url: url(server, config.port), public_url: config.publicUrl, roles }, roles.includes('serve') ? 'listening' : 'listening for health and metrics only');
+  if (metricsServer) log.info({ url: `${url(metricsServer, config.metricsPort!)}/metrics` }, 'serving metrics on METRICS_PORT only');
+  else if (!publicMetrics) log.warn('GET /metrics is not served: in production set METRICS_PORT (a port the public cannot reach) or METRICS_TOKEN');
+  return { server, metricsServer };
+}
+
 export async function startService(config: Config, roles: readonly Role[], log = createLogger(config)): Promise<Service> {
   const database = await openDatabase(config, log);
   let worker: OutboxWorker | undefined;
@@ -125,31 +149,16 @@ export async function startService(config: Config, roles: readonly Role[], log =
     campaignWorker.start();
     log.info({ workers: [worker.id, campaignWorker.id], transport: config.smtpUrl ? 'smtp' : path.join(config.dataDir, 'outbox') }, 'mail workers started');
   }
-  // Every role listens: `serve` with the whole app, `worker` with the operations endpoints
-  // only (/healthz, /readyz, and /metrics with its mail counters), so both can be probed.
-  // Where /metrics is served is the same rule for both (http/ops.ts).
-  const publicMetrics = metricsOnPublicPort(config);
-  const app = roles.includes('serve') ? createApp(deps) : opsApp(deps, { metrics: publicMetrics });
   // Workers finish or give back what they hold, then the SMTP pool and the database close.
   const stopBehindServer = async () => {
     await Promise.all([worker?.stop(), campaignWorker?.stop()]);
     sender?.close();
     await database.close();
   };
-  let server: ServerType | undefined;
-  let metricsServer: ServerType | undefined;
-  try {
-    server = await listen(app, config.port, config.host);
-    if (config.metricsPort !== undefined) metricsServer = await listen(opsApp(deps, { metrics: true }), config.metricsPort, config.host);
-  } catch (error) {
-    await closeServer(server);
+  const { server, metricsServer } = await listenForRoles(deps, roles).catch(async (error: unknown) => {
     await stopBehindServer();
     throw error;
-  }
-  const port = portOf(server, config.port);
-  log.info({ url: `http://${config.host}:${port}`, public_url: config.publicUrl, roles }, roles.includes('serve') ? 'listening' : 'listening for health and metrics only');
-  if (metricsServer) log.info({ url: `http://${config.host}:${portOf(metricsServer, config.metricsPort!)}/metrics` }, 'serving metrics on METRICS_PORT only');
-  else if (!publicMetrics) log.warn('GET /metrics is not served: in production set METRICS_PORT (a port the public cannot reach) or METRICS_TOKEN');
+  });
   return {
     deps,
     server,
