@@ -2,10 +2,10 @@
 // "Lost your mail?" request for a fresh link. No account, no password: the signed link is
 // the key, and every change is a POST.
 import { preferencesUrl } from '../campaigns/message.js';
+import type { Trx } from '../db/database.js';
 import type { Deps } from '../deps.js';
 import type { AffinityLevel } from '../db/schema.js';
 import { DomainError } from '../errors.js';
-import type { Trx } from '../db/database.js';
 import { chooseLocale, type Locale, matchLocale } from '../i18n.js';
 import { emailKey } from './address.js';
 import { messageId } from '../mail/transport.js';
