@@ -16,6 +16,10 @@ export interface Config {
   readonly nodeEnv: 'development' | 'production' | 'test';
   readonly port: number;
   readonly host: string;
+  /** A second listener with /metrics, /healthz and /readyz only, for the scraper; /metrics then leaves PORT. */
+  readonly metricsPort: number | undefined;
+  /** Bearer token /metrics requires wherever it is served. */
+  readonly metricsToken: string | undefined;
   readonly publicUrl: string;
   readonly databaseUrl: string | undefined;
   /** Connections per process. Each campaign send in flight holds one while SMTP answers. */
@@ -28,6 +32,8 @@ export interface Config {
   readonly tokenSecrets: readonly string[] | undefined;
   readonly apiKey: string | undefined;
   readonly subscribeRateLimit: RateLimit | undefined;
+  /** Failed API authentications per client IP before 429; undefined: no limit. */
+  readonly apiAuthFailureLimit: RateLimit | undefined;
   readonly sendRate: number;
   readonly redirectHosts: readonly string[];
   readonly trustProxy: boolean;
@@ -56,6 +62,8 @@ const envSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   PORT: z.coerce.number().int().min(0).max(65535).default(3000),
   HOST: z.string().min(1).default('127.0.0.1'),
+  METRICS_PORT: z.coerce.number().int().min(0).max(65535).optional(),
+  METRICS_TOKEN: z.string().min(16, 'at least 16 characters').optional(),
   PUBLIC_URL: z.url({ protocol: /^https?$/ }).optional(),
   DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must start with postgres://').optional(),
   DATABASE_POOL_SIZE: z.coerce.number().int().min(2).max(1000).default(10),
@@ -66,6 +74,7 @@ const envSchema = z.object({
   TOKEN_SECRETS: z.string().optional(),
   ASSENT_API_KEY: z.string().min(1).optional(),
   SUBSCRIBE_RATE_LIMIT: z.string().default('20/min'),
+  API_AUTH_FAILURE_LIMIT: z.string().default('10/min'),
   SEND_RATE: z.coerce.number().min(0).default(0),
   REDIRECT_HOSTS: z.string().optional(),
   TRUST_PROXY: z.enum(['', '0', '1', 'false', 'true', 'off', 'on']).default(''),
@@ -101,6 +110,11 @@ export function parseConfig(env: Record<string, string | undefined>): ConfigResu
   }
   const rateLimit = parseRateLimit(e.SUBSCRIBE_RATE_LIMIT);
   if (rateLimit instanceof Error) problems.push(`SUBSCRIBE_RATE_LIMIT: ${rateLimit.message}`);
+  const authFailureLimit = parseRateLimit(e.API_AUTH_FAILURE_LIMIT);
+  if (authFailureLimit instanceof Error) problems.push(`API_AUTH_FAILURE_LIMIT: ${authFailureLimit.message}`);
+  if (e.METRICS_PORT !== undefined && e.METRICS_PORT !== 0 && e.METRICS_PORT === e.PORT) {
+    problems.push('METRICS_PORT must differ from PORT: it is where the public cannot reach');
+  }
 
   const dkimParts = [e.DKIM_DOMAIN, e.DKIM_SELECTOR, e.DKIM_PRIVATE_KEY].filter((part) => part !== undefined);
   if (dkimParts.length > 0 && dkimParts.length < 3) {
@@ -112,6 +126,8 @@ export function parseConfig(env: Record<string, string | undefined>): ConfigResu
     nodeEnv: e.NODE_ENV,
     port: e.PORT,
     host: e.HOST,
+    metricsPort: e.METRICS_PORT,
+    metricsToken: e.METRICS_TOKEN,
     publicUrl: (e.PUBLIC_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, ''),
     databaseUrl: e.DATABASE_URL,
     databasePoolSize: e.DATABASE_POOL_SIZE,
@@ -122,6 +138,7 @@ export function parseConfig(env: Record<string, string | undefined>): ConfigResu
     tokenSecrets,
     apiKey: e.ASSENT_API_KEY,
     subscribeRateLimit: rateLimit as RateLimit | undefined,
+    apiAuthFailureLimit: authFailureLimit as RateLimit | undefined,
     sendRate: e.SEND_RATE,
     redirectHosts: list(e.REDIRECT_HOSTS).map((host) => host.toLowerCase()),
     trustProxy: ['1', 'true', 'on'].includes(e.TRUST_PROXY),

@@ -11,7 +11,7 @@ import { startEmbeddedDatabase } from './db/embedded.js';
 import { migrateToLatest } from './db/migrate.js';
 import type { Deps } from './deps.js';
 import { createApp } from './http/app.js';
-import { opsApp } from './http/ops.js';
+import { metricsOnPublicPort, opsApp } from './http/ops.js';
 import { loadCatalogues } from './i18n.js';
 import { jsonLogger } from './log.js';
 import { MailTemplates } from './mail/templates.js';
@@ -93,7 +93,47 @@ export async function buildDeps(config: Config, log: Logger, db: Database, wake:
 export interface Service {
   deps: Deps;
   server: ServerType;
+  /** The listener on METRICS_PORT, when set. */
+  metricsServer: ServerType | undefined;
   stop(): Promise<void>;
+}
+
+function listen(app: { fetch: (request: Request) => Response | Promise<Response> }, port: number, hostname: string): Promise<ServerType> {
+  return new Promise((resolve, reject) => {
+    const server = serve({ fetch: app.fetch, port, hostname }, () => resolve(server));
+    server.once('error', reject);
+  });
+}
+
+const portOf = (server: ServerType, fallback: number) => {
+  const address = server.address();
+  return typeof address === 'object' && address ? address.port : fallback;
+};
+
+const closeServer = (server: ServerType | undefined) => new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+
+/**
+ * Every role listens: `serve` with the whole app, `worker` with the operations endpoints
+ * only (/healthz, /readyz, and /metrics with its mail counters), so both can be probed;
+ * where /metrics is served is the same rule for both (http/ops.ts). With METRICS_PORT a
+ * second listener serves the operations endpoints to the scraper.
+ */
+async function listenForRoles(deps: Deps, roles: readonly Role[]): Promise<Pick<Service, 'server' | 'metricsServer'>> {
+  const { config, log } = deps;
+  const publicMetrics = metricsOnPublicPort(config);
+  const server = await listen(roles.includes('serve') ? createApp(deps) : opsApp(deps, { metrics: publicMetrics }), config.port, config.host);
+  let metricsServer: ServerType | undefined;
+  try {
+    if (config.metricsPort !== undefined) metricsServer = await listen(opsApp(deps, { metrics: true }), config.metricsPort, config.host);
+  } catch (error) {
+    await closeServer(server);
+    throw error;
+  }
+  const url = (listener: ServerType, port: number) => `http://${config.host}:${portOf(listener, port)}`;
+  log.info({ url: url(server, config.port), public_url: config.publicUrl, roles }, roles.includes('serve') ? 'listening' : 'listening for health and metrics only');
+  if (metricsServer) log.info({ url: `${url(metricsServer, config.metricsPort!)}/metrics` }, 'serving metrics on METRICS_PORT only');
+  else if (!publicMetrics) log.warn('GET /metrics is not served: in production set METRICS_PORT (a port the public cannot reach) or METRICS_TOKEN');
+  return { server, metricsServer };
 }
 
 export async function startService(config: Config, roles: readonly Role[], log = createLogger(config)): Promise<Service> {
@@ -109,31 +149,22 @@ export async function startService(config: Config, roles: readonly Role[], log =
     campaignWorker.start();
     log.info({ workers: [worker.id, campaignWorker.id], transport: config.smtpUrl ? 'smtp' : path.join(config.dataDir, 'outbox') }, 'mail workers started');
   }
-  // Every role listens: `serve` with the whole app, `worker` with the operations endpoints
-  // only (/healthz, /readyz, and /metrics with its mail counters), so both can be probed.
-  const app = roles.includes('serve') ? createApp(deps) : opsApp(deps);
   // Workers finish or give back what they hold, then the SMTP pool and the database close.
   const stopBehindServer = async () => {
     await Promise.all([worker?.stop(), campaignWorker?.stop()]);
     sender?.close();
     await database.close();
   };
-  let server: ServerType | undefined;
-  await new Promise<void>((resolve, reject) => {
-    server = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, () => resolve());
-    server.once('error', reject);
-  }).catch(async (error: unknown) => {
+  const { server, metricsServer } = await listenForRoles(deps, roles).catch(async (error: unknown) => {
     await stopBehindServer();
     throw error;
   });
-  const address = server!.address();
-  const port = typeof address === 'object' && address ? address.port : config.port;
-  log.info({ url: `http://${config.host}:${port}`, public_url: config.publicUrl, roles }, roles.includes('serve') ? 'listening' : 'listening for health and metrics only');
   return {
     deps,
-    server: server!,
+    server,
+    metricsServer,
     async stop() {
-      await new Promise<void>((resolve) => server!.close(() => resolve()));
+      await Promise.all([closeServer(server), closeServer(metricsServer)]);
       await stopBehindServer();
     },
   };

@@ -16,7 +16,7 @@ export function createMetrics() {
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
       registers: [registry],
     }),
-    signups: new Counter({ name: 'assent_signups_total', help: 'Signups accepted, by outcome', labelNames: ['outcome'] as const, registers: [registry] }),
+    signups: new Counter({ name: 'assent_signups_total', help: 'Signups answered, by outcome: accepted (any address, whatever its state) or honeypot', labelNames: ['outcome'] as const, registers: [registry] }),
     confirmations: new Counter({ name: 'assent_confirmations_total', help: 'Subscriptions confirmed', registers: [registry] }),
     unsubscribes: new Counter({ name: 'assent_unsubscribes_total', help: 'Subscriptions withdrawn', registers: [registry] }),
     mailsSent: new Counter({ name: 'assent_mails_sent_total', help: 'Mails accepted by the relay, by kind', labelNames: ['kind'] as const, registers: [registry] }),

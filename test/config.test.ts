@@ -9,6 +9,7 @@ describe('configuration', () => {
     expect(result.config).toMatchObject({
       port: 3000, host: '127.0.0.1', databasePoolSize: 10, publicUrl: 'http://localhost:3000', dataDir: './.data',
       mailFrom: 'assent <no-reply@localhost>', subscribeRateLimit: { count: 20, windowMs: 60_000 }, sendRate: 0, trustProxy: false,
+      metricsPort: undefined, metricsToken: undefined, apiAuthFailureLimit: { count: 10, windowMs: 60_000 },
     });
     expect(Object.isFrozen(result.config)).toBe(true);
   });
@@ -33,6 +34,13 @@ describe('configuration', () => {
     expect(parseConfig({ DKIM_DOMAIN: 'example.org' })).toMatchObject({ ok: false, problems: [expect.stringContaining('DKIM')] });
     expect(parseConfig({ DATABASE_POOL_SIZE: '1' })).toMatchObject({ ok: false, problems: [expect.stringContaining('DATABASE_POOL_SIZE')] });
     expect(parseConfig({ DATABASE_POOL_SIZE: '25' })).toMatchObject({ ok: true, config: { databasePoolSize: 25 } });
+    expect(parseConfig({ METRICS_PORT: 'nine' })).toMatchObject({ ok: false, problems: [expect.stringContaining('METRICS_PORT')] });
+    expect(parseConfig({ PORT: '8080', METRICS_PORT: '8080' })).toMatchObject({ ok: false, problems: [expect.stringContaining('METRICS_PORT must differ from PORT')] });
+    expect(parseConfig({ METRICS_TOKEN: 'short' })).toMatchObject({ ok: false, problems: [expect.stringContaining('METRICS_TOKEN')] });
+    expect(parseConfig({ METRICS_PORT: '9100', METRICS_TOKEN: 'scrape-token-0123456789' }))
+      .toMatchObject({ ok: true, config: { metricsPort: 9100, metricsToken: 'scrape-token-0123456789' } });
+    expect(parseConfig({ API_AUTH_FAILURE_LIMIT: 'lots' })).toMatchObject({ ok: false, problems: [expect.stringContaining('API_AUTH_FAILURE_LIMIT')] });
+    expect(parseConfig({ API_AUTH_FAILURE_LIMIT: '0' })).toMatchObject({ ok: true, config: { apiAuthFailureLimit: undefined } });
   });
 
   it('reads rate limits', () => {

@@ -170,6 +170,24 @@ describe('links that do not confirm', () => {
     rotated.close();
   });
 
+  it('a garbled link\'s page names no list, and an expired one only the list it was for', async () => {
+    for (const slug of ['internal-vip', 'staff-only']) {
+      expect((await t.service.api('POST', '/api/v1/lists', { slug, name: `Secret ${slug}`, consent_text: 'Yes.' })).status).toBe(201);
+    }
+    const garbled = await t.service.app.request('/confirm/garbage');
+    expect(garbled.status).toBe(400);
+    const html = await garbled.text();
+    expect(html).toContain('action="/subscribe"');
+    expect(html).not.toContain('name="list"');
+    for (const named of ['internal-vip', 'staff-only', 'Secret', 'news']) expect(html).not.toContain(named);
+
+    const { parsed } = await signUpAndReceive('expired-one-list@example.org');
+    t.service.clock.advance(7 * 24 * 3600_000 + 1);
+    const expired = await (await t.service.app.request(pathOf(confirmLink(parsed.text)))).text();
+    expect(expired).toContain('<input type="hidden" name="list" value="news">');
+    for (const named of ['internal-vip', 'staff-only', 'Secret']) expect(expired).not.toContain(named);
+  });
+
   it('a link for a subscription we no longer hold is unknown', async () => {
     const { parsed } = await signUpAndReceive('gone@example.org');
     await t.tdb.query(`update subscribers set email = null, erased_at = now() where email = 'gone@example.org'`);

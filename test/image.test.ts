@@ -137,12 +137,13 @@ describe('the container image, built by its own steps', () => {
   });
 
   it('runs the worker role alone, with health and metrics but no public routes', async () => {
-    const env = await productionEnv();
+    const env = { ...await productionEnv(), METRICS_PORT: String(await freePort()) };
     const child = startImage(env, ['worker']);
     const base = `http://127.0.0.1:${env.PORT}`;
     await until('readiness', async () => (await fetch(`${base}/readyz`)).ok, 30_000);
     expect(await healthcheck(env.PORT)).toBe(0);
-    expect((await fetch(`${base}/metrics`)).headers.get('content-type')).toMatch(/^text\/plain/);
+    expect((await fetch(`${base}/metrics`)).status).toBe(404); // the scrape is on METRICS_PORT only
+    expect((await fetch(`http://127.0.0.1:${env.METRICS_PORT}/metrics`)).headers.get('content-type')).toMatch(/^text\/plain/);
     expect((await fetch(`${base}/subscribe`, { method: 'POST' })).status).toBe(404);
     child.kill('SIGTERM');
     expect(await new Promise((resolve) => child.once('exit', resolve))).toBe(0);

@@ -7,6 +7,7 @@ import { createApp } from '../src/http/app.js';
 import { createApiKey, VERIFIED_KEY_TTL_MS } from '../src/keys/keys.js';
 import { revokeApiKey } from '../src/keys/store.js';
 import { useTestService } from './helpers/fixture.js';
+import { API_KEY, createTestService } from './helpers/service.js';
 
 const t = useTestService({ lists: ['news'] });
 
@@ -58,6 +59,36 @@ describe('API keys', () => {
     // this one remembered it; past the memory's time it is refused too
     t.service.clock.advance(VERIFIED_KEY_TTL_MS + 1);
     expect((await call(created.key)).status).toBe(401);
+  });
+});
+
+describe('failed authentications', () => {
+  it('past API_AUTH_FAILURE_LIMIT a client gets 429 with Retry-After, and no key is verified for it, until it may try again', async () => {
+    const limited = await createTestService(t.tdb.db, { env: { API_AUTH_FAILURE_LIMIT: '3/min' } });
+    try {
+      const from = (ip: string, key: string) => limited.app.request('/api/v1/lists', { headers: { authorization: `Bearer ${key}`, 'x-forwarded-for': ip } });
+      const busy = await createApiKey(t.tdb.db, 'busy script');
+      const fresh = await createApiKey(t.tdb.db, 'fresh script');
+      const guess = `as_${fresh.prefix}_${'G'.repeat(43)}`; // a real prefix: each guess would cost argon2
+      // Successes never count: a busy honest client keeps every try for its mistakes.
+      for (let i = 0; i < 10; i += 1) expect((await from('198.51.100.7', busy.key)).status).toBe(200);
+      for (let i = 0; i < 3; i += 1) expect((await from('198.51.100.7', guess)).status).toBe(401);
+      const refused = await from('198.51.100.7', guess);
+      expect(refused.status).toBe(429);
+      expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+      expect((await refused.json()).error.code).toBe('rate_limited');
+      // The right key, never verified here, is refused too: nothing is verified for this client now.
+      expect((await from('198.51.100.7', fresh.key)).status).toBe(429);
+      // A key this process verified lately, and the environment's key, need no argon2 and still pass.
+      expect((await from('198.51.100.7', busy.key)).status).toBe(200);
+      expect((await from('198.51.100.7', API_KEY)).status).toBe(200);
+      // Another client is not affected.
+      expect((await from('198.51.100.8', guess)).status).toBe(401);
+      limited.clock.advance(Number(refused.headers.get('retry-after')) * 1000);
+      expect((await from('198.51.100.7', fresh.key)).status).toBe(200);
+    } finally {
+      limited.close();
+    }
   });
 });
 

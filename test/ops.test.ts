@@ -1,15 +1,16 @@
 // Operations endpoints, and what a request gets while the database is away.
 import { Writable } from 'node:stream';
 import pino from 'pino';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { createApp } from '../src/http/app.js';
 import { createDatabase } from '../src/db/database.js';
 import { freePort } from '../src/db/embedded.js';
 import { addressTag } from '../src/log.js';
-import { createLogger } from '../src/main.js';
+import { createLogger, type Role, type Service, startService } from '../src/main.js';
+import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { useTestService } from './helpers/fixture.js';
 import { confirmLink, pathOf, postForm, postJson, seedConfirmed } from './helpers/http.js';
-import { createTestService } from './helpers/service.js';
+import { API_KEY, createTestService, testConfig } from './helpers/service.js';
 
 const t = useTestService({ smtp: true, lists: ['news', 'letters'] });
 
@@ -23,7 +24,7 @@ describe('operations', () => {
   it('counts signups and confirmations in /metrics', async () => {
     await postJson(t.service, { email: 'metrics@example.org', list: 'news' });
     const text = await (await t.service.app.request('/metrics')).text();
-    expect(text).toMatch(/assent_signups_total\{outcome="mailed"\} 1/);
+    expect(text).toMatch(/assent_signups_total\{outcome="accepted"\} 1/);
     expect(text).toMatch(/assent_http_request_duration_seconds_count\{method="POST",route="\/subscribe",status="202"\} 1/);
   });
 });
@@ -61,7 +62,7 @@ describe('metrics over a whole journey', () => {
 
     const after = await scrape();
     const moved = (name: string) => sample(after, name) - sample(before, name);
-    expect(moved('assent_signups_total{outcome="mailed"}')).toBe(1);
+    expect(moved('assent_signups_total{outcome="accepted"}')).toBe(1);
     expect(moved('assent_confirmations_total')).toBe(1);
     expect(moved('assent_unsubscribes_total')).toBe(1);
     expect(moved('assent_mails_sent_total{kind="confirmation"}')).toBe(1);
@@ -138,5 +139,89 @@ describe('without a database', () => {
       orphan.close();
       await gone.destroy();
     }
+  });
+});
+
+describe('who can read /metrics', () => {
+  const METRICS_TOKEN = 'metrics-token-0123456789abcdef';
+  let tdb: TestDatabase;
+  const running: Service[] = [];
+
+  /** `assent` listening for real, as in production, on a database of its own; its log lines kept. */
+  async function listening(roles: Role[], env: Record<string, string> = {}) {
+    tdb ??= await createTestDatabase();
+    const config = testConfig({ NODE_ENV: 'production', DATABASE_URL: tdb.url, SMTP_URL: t.smtp.url, PORT: '0', ...env });
+    const lines: string[] = [];
+    const log = createLogger({ ...config, logLevel: 'info' }, new Writable({ write(chunk, _encoding, done) { lines.push(String(chunk)); done(); } }));
+    const service = await startService(config, roles, log);
+    running.push(service);
+    const url = (server: Service['server'] | undefined) => server && `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+    return { base: url(service.server)!, metricsBase: url(service.metricsServer), warnings: () => lines.filter((line) => JSON.parse(line).level === 40) };
+  }
+  const scrape = (base: string, token?: string) => fetch(`${base}/metrics`, { headers: token ? { authorization: `Bearer ${token}` } : {} });
+
+  afterAll(async () => {
+    for (const service of running) await service.stop();
+    await tdb?.drop();
+  });
+
+  it('in production without METRICS_PORT or METRICS_TOKEN, neither role serves /metrics, and one warning line says so', async () => {
+    for (const role of ['serve', 'worker'] as const) {
+      const { base, warnings } = await listening([role]);
+      expect((await scrape(base)).status).toBe(404);
+      expect((await fetch(`${base}/healthz`)).status).toBe(200);
+      expect((await fetch(`${base}/readyz`)).status).toBe(200);
+      expect(warnings()).toEqual([expect.stringContaining('GET /metrics is not served')]);
+    }
+  });
+
+  it('with METRICS_PORT, /metrics is served there only, behind METRICS_TOKEN when set, with /healthz and /readyz on both ports', async () => {
+    const { base, metricsBase, warnings } = await listening(['serve'], { METRICS_PORT: '0', METRICS_TOKEN });
+    const json = { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' };
+    expect((await fetch(`${base}/api/v1/lists`, { method: 'POST', headers: json, body: JSON.stringify({ slug: 'scraped', name: 'Scraped', consent_text: 'Yes.' }) })).status).toBe(201);
+    // A stranger signs up someone else's address on the public port, then tries to read what that did.
+    const signup = await fetch(`${base}/subscribe`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ email: 'scraped@example.org' }) });
+    expect(signup.status).toBe(202);
+    expect((await scrape(base)).status).toBe(404);
+    expect((await scrape(base, METRICS_TOKEN)).status).toBe(404);
+    expect(metricsBase).toBeDefined();
+    const refused = await scrape(metricsBase!);
+    expect(refused.status).toBe(401);
+    expect(refused.headers.get('www-authenticate')).toMatch(/^Bearer/);
+    expect((await scrape(metricsBase!, 'metrics-token-0123456789abcdeX')).status).toBe(401);
+    const scraped = await scrape(metricsBase!, METRICS_TOKEN);
+    expect(scraped.status).toBe(200);
+    expect(await scraped.text()).toContain('assent_signups_total{outcome="accepted"} 1');
+    for (const where of [base, metricsBase!]) {
+      expect((await fetch(`${where}/healthz`)).status).toBe(200);
+      expect((await fetch(`${where}/readyz`)).status).toBe(200);
+    }
+    expect((await fetch(`${metricsBase}/subscribe`, { method: 'POST' })).status).toBe(404);
+    expect(warnings()).toEqual([]);
+  });
+
+  it('with METRICS_TOKEN alone, /metrics on the public port answers only the token, for either role', async () => {
+    for (const role of ['serve', 'worker'] as const) {
+      const { base, warnings } = await listening([role], { METRICS_TOKEN });
+      expect((await scrape(base)).status).toBe(401);
+      expect((await scrape(base, 'wrong')).status).toBe(401);
+      expect((await scrape(base, METRICS_TOKEN)).status).toBe(200);
+      expect(warnings()).toEqual([]);
+    }
+  });
+
+  it('counts a signup for a confirmed address and one for a new address under the same label', async () => {
+    const [id] = await seedConfirmed(t.tdb, 'news', 1, { prefix: 'labelled' });
+    const { rows } = await t.tdb.query('select email from subscribers where id = $1', [id]);
+    const read = async () => (await t.service.app.request('/metrics')).text();
+    const signups = (text: string) => text.split('\n').filter((line) => line.startsWith('assent_signups_total{'));
+    const before = await read();
+    expect((await postJson(t.service, { email: rows[0].email, list: 'news' })).status).toBe(202);
+    const afterConfirmed = await read();
+    expect((await postJson(t.service, { email: 'label.new@example.org', list: 'news' })).status).toBe(202);
+    const afterNew = await read();
+    const moved = (from: string, to: string) => signups(to).filter((line) => !signups(from).includes(line)).map((line) => line.split(' ')[0]);
+    expect(moved(before, afterConfirmed)).toEqual(['assent_signups_total{outcome="accepted"}']);
+    expect(moved(afterConfirmed, afterNew)).toEqual(['assent_signups_total{outcome="accepted"}']);
   });
 });

@@ -1,8 +1,12 @@
 // The recipient's own page over HTTP: see everything, leave a list, change language, cap
 // personalisation, download, erase; "Lost your mail?"; bad links.
+import { Kysely, PostgresDialect } from 'kysely';
+import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { preferencesUrl } from '../src/campaigns/message.js';
 import { PREFERENCES_TTL_MS, tokenHash } from '../src/consent/tokens.js';
+import type { DB } from '../src/db/schema.js';
+import { createApp } from '../src/http/app.js';
 import { useTestService } from './helpers/fixture.js';
 import { seedConfirmed, snapshot } from './helpers/http.js';
 import { createTestService } from './helpers/service.js';
@@ -159,6 +163,7 @@ describe('"Lost your mail?"', () => {
     expect(await page.text()).toContain('lost1@example.org');
     // at most one such mail per 10 minutes
     await post('/manage', { email: 'lost1@example.org' });
+    await t.service.worker.runOnce();
     const { rows } = await t.tdb.query(`select count(*)::int as n from outbox where subscriber_id = $1 and kind = 'preferences_link'`, [id]);
     expect(rows[0].n).toBe(1);
     expect((await post('/manage', { email: 'not an address' })).status).toBe(400);
@@ -171,8 +176,53 @@ describe('"Lost your mail?"', () => {
       t.service.clock.advance(11 * 60_000);
       expect(await (await post('/manage', { email: 'daily1@example.org' })).text()).toBe(first);
     }
+    await t.service.worker.runOnce(); // the limits count from each request's time, not from when the worker got to it
     const { rows } = await t.tdb.query(`select count(*)::int as n from outbox where subscriber_id = $1 and kind = 'preferences_link'`, [id]);
     expect(rows[0].n).toBe(5);
+  });
+
+  it('does the same work for any address: one INSERT, whether it is unknown, known, or known and throttled', async () => {
+    await person('same');
+    await post('/manage', { email: 'same1@example.org' });
+    await t.service.worker.runOnce(); // same1 has had its link: the next request for it is throttled
+    await person('unthrottled');
+    const statements: { sql: string; parameters: readonly unknown[] }[] = [];
+    const logged = new Kysely<DB>({
+      dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: t.tdb.url, max: 2 }) }),
+      log: (event) => { if (event.level === 'query') statements.push({ sql: event.query.sql, parameters: event.query.parameters }); },
+    });
+    try {
+      const app = createApp({ ...t.service.deps, db: logged });
+      const work = async (email: string) => {
+        statements.length = 0;
+        const response = await app.request('/manage', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ email }).toString() });
+        return { status: response.status, body: await response.text(), statements: statements.map((s) => ({ sql: s.sql, values: s.parameters.length })) };
+      };
+      const unknown = await work('nobody.here@example.org');
+      expect(unknown.statements).toEqual([{ sql: expect.stringMatching(/^insert into "preferences_link_requests"/), values: 3 }]);
+      expect(await work('same1@example.org')).toEqual(unknown);
+      expect(await work('unthrottled1@example.org')).toEqual(unknown);
+    } finally {
+      await logged.destroy();
+    }
+  });
+
+  it('a worker handles each request once and keeps no address of someone we do not hold', async () => {
+    await person('handled');
+    for (const email of ['handled1@example.org', 'Someone.Else@example.org']) expect((await post('/manage', { email })).status).toBe(200);
+    const since = t.smtp.received.length;
+    const mailsTo = (address: string) => t.smtp.received.slice(since).filter((mail) => mail.envelopeTo.includes(address)).length;
+    await t.service.worker.runOnce();
+    await t.smtp.waitForMailTo('handled1@example.org', since);
+    expect([mailsTo('handled1@example.org'), mailsTo('someone.else@example.org')]).toEqual([1, 0]);
+    const { rows: tables } = await t.tdb.query(`select table_name from information_schema.tables where table_schema = 'public' and table_type = 'BASE TABLE'`);
+    for (const { table_name: table } of tables) {
+      const { rows } = await t.tdb.query(`select count(*)::int as n from "${table}" t where t::text ilike '%someone.else@example.org%'`);
+      expect(rows[0].n, `${table} holds the stranger's address`).toBe(0);
+    }
+    expect((await t.tdb.query('select count(*)::int as n from preferences_link_requests')).rows[0].n).toBe(0);
+    await t.service.worker.runOnce();
+    expect(mailsTo('handled1@example.org')).toBe(1);
   });
 
   it('answers 429 with Retry-After past the per-IP limit, mailing nothing more', async () => {
@@ -186,6 +236,7 @@ describe('"Lost your mail?"', () => {
       const refused = await limited.app.request('/manage', { method: 'POST', headers: from, body: 'email=flood1%40example.org' });
       expect(refused.status).toBe(429);
       expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+      await limited.worker.runOnce();
       const { rows } = await t.tdb.query(`select count(*)::int as n from outbox where subscriber_id = $1`, [id]);
       expect(rows[0].n).toBe(0);
     } finally {

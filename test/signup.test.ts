@@ -380,4 +380,29 @@ describe('the per-IP rate limit', () => {
     expect((await postJson(limited, { email: 'rl11@example.org', list: 'news' }, from)).status).toBe(202);
     limited.close();
   });
+
+  it('counts an IPv6 client per /64 however its address is spelt, IPv4-mapped as IPv4, and keeps the whole address as evidence', async () => {
+    const signUp = (email: string, ip: string) => postJson(limited, { email, list: 'news' }, { 'x-forwarded-for': ip });
+    const evidenceIp = async (email: string) => (await t.tdb.query(`select v.evidence->>'ip' as ip from consent_evidence v
+      join consent_events e on e.id = v.event_id join subscribers s on s.id = e.subscriber_id where s.email = $1`, [email])).rows[0].ip;
+    // One /64, one address in three spellings, then others in the same /64.
+    for (const [i, ip] of ['2001:DB8:3::1', '2001:db8:3:0:0::1', '[2001:db8:3::ffff]'].entries()) {
+      expect((await signUp(`v6-${i}@example.org`, ip)).status).toBe(202);
+    }
+    const before = await snapshot(t.tdb);
+    for (const ip of ['2001:db8:3:0::1', '[2001:0db8:0003::1]:443', '2001:db8:3::1%eth0', '2001:db8:3:0:abcd:ef01:2345:6789']) {
+      expect((await signUp('v6-refused@example.org', ip)).status, ip).toBe(429);
+    }
+    expect(await snapshot(t.tdb)).toEqual(before);
+    expect((await signUp('v6-next@example.org', '2001:db8:3:1::1')).status).toBe(202); // the next /64 is another client
+    expect(await evidenceIp('v6-0@example.org')).toBe('2001:db8:3::1');
+    expect(await evidenceIp('v6-2@example.org')).toBe('2001:db8:3::ffff');
+
+    for (const [i, ip] of ['::ffff:203.0.113.20', '::FFFF:cb00:7114', '[::ffff:203.0.113.20]'].entries()) {
+      expect((await signUp(`mapped-${i}@example.org`, ip)).status).toBe(202);
+    }
+    expect((await signUp('mapped-refused@example.org', '203.0.113.20')).status).toBe(429);
+    expect(await evidenceIp('mapped-0@example.org')).toBe('203.0.113.20');
+    limited.close();
+  });
 });

@@ -51,17 +51,36 @@ describe('one-click unsubscribe', () => {
     expect(await statusOf(id!, 'other')).toBe('confirmed');
   });
 
-  it('GET changes nothing: a page with one button that POSTs, and a link to the preferences page', async () => {
+  it('GET changes nothing: a page with one button that POSTs, and the way to the preferences page through "Lost your mail?"', async () => {
     const [id] = await seedConfirmed(t.tdb, 'news', 1, { prefix: 'scanner' });
     const before = await snapshot(t.tdb);
-    const response = await t.service.app.request(await unsubscribePath(id!));
+    const response = await t.service.app.request(await unsubscribePath(id!), { headers: { 'accept-language': 'de' } });
     expect(response.status).toBe(200);
     expect(response.headers.get('referrer-policy')).toBe('no-referrer');
     const html = await response.text();
     expect(html).toContain('<form method="post" action="">');
     expect(html).toContain('<input type="hidden" name="List-Unsubscribe" value="One-Click">');
-    expect(html).toMatch(/href="https:\/\/assent\.test\/preferences\/[^"]+"/);
+    expect(html).toContain('<a href="/manage?locale=en">Lost your mail? Get a new link to your preferences</a>'); // the person's language
     expect(await snapshot(t.tdb)).toEqual(before);
+  });
+
+  it('mints no preferences link: not in the one-click answer, nor on any page of the link before or after unsubscribing', async () => {
+    const [id] = await seedConfirmed(t.tdb, 'news', 1, { prefix: 'forwarded' });
+    const path = await unsubscribePath(id!);
+    const pages = [
+      await t.service.app.request(path),
+      await t.service.app.request(path, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: '' }),
+      await oneClick(path, { 'user-agent': 'Mailbox provider' }),
+      await oneClick(path),
+      await t.service.app.request(path),
+    ];
+    expect(pages.map((page) => page.status)).toEqual([200, 400, 200, 200, 200]);
+    expect(await statusOf(id!)).toBe('unsubscribed');
+    for (const page of pages) {
+      const html = await page.text();
+      expect(html).not.toContain('/preferences/');
+      expect(html).toContain('href="/manage?locale=en"');
+    }
   });
 
   it('a POST without the one-click body changes nothing', async () => {

@@ -2,10 +2,11 @@
 // "Lost your mail?" request for a fresh link. No account, no password: the signed link is
 // the key, and every change is a POST.
 import { preferencesUrl } from '../campaigns/message.js';
+import type { Trx } from '../db/database.js';
 import type { Deps } from '../deps.js';
 import type { AffinityLevel } from '../db/schema.js';
 import { DomainError } from '../errors.js';
-import type { Locale } from '../i18n.js';
+import { chooseLocale, type Locale, matchLocale } from '../i18n.js';
 import { emailKey } from './address.js';
 import { messageId } from '../mail/transport.js';
 import type { RequestContext } from './signup.js';
@@ -42,26 +43,45 @@ export async function setAffinityCap(deps: Pick<Deps, 'db'>, subscriberId: strin
 }
 
 /**
- * Mails a fresh preferences link if the address belongs to someone we hold, within the same
- * kind of limits as confirmation mails. The caller answers the same either way.
+ * "Lost your mail?": records the request and nothing else, one INSERT whatever the address,
+ * so neither the answer nor its time tells whether we hold it. A worker handles it later
+ * (resolvePreferencesLinkRequests), as the outbox already does for sending.
  */
-export async function requestPreferencesLink(
-  deps: Pick<Deps, 'db' | 'clock' | 'config' | 'signer' | 'mailTemplates'>,
-  email: string,
-  locale: Locale,
-): Promise<'mailed' | 'unknown' | 'throttled'> {
-  return deps.db.transaction().execute(async (trx) => {
-    const subscriber = await subscribers.lockSubscriberByEmail(trx, emailKey(email));
-    if (!subscriber) return 'unknown';
-    const now = deps.clock();
-    const recent = await store.countMailsSince(trx, subscriber.id, 'preferences_link', new Date(now - LINK_INTERVAL_MS));
-    const today = await store.countMailsSince(trx, subscriber.id, 'preferences_link', new Date(now - 24 * 3600_000));
-    if (recent > 0 || today >= LINK_DAILY_CAP) return 'throttled';
-    const mail = deps.mailTemplates.renderPreferencesLink({ locale, email: subscriber.email, url: preferencesUrl(deps, subscriber.id) });
-    await store.insertOutboxMail(trx, {
-      kind: 'preferences_link', subscriber_id: subscriber.id, recipient: subscriber.email, message_id: messageId(deps.config.mailFrom),
-      subject: mail.subject, html: mail.html, text: mail.text, created_at: new Date(now),
-    });
-    return 'mailed';
+export async function requestPreferencesLink(deps: Pick<Deps, 'db' | 'clock'>, email: string, locale: Locale): Promise<void> {
+  await store.insertPreferencesLinkRequest(deps.db, { email, locale, requestedAt: new Date(deps.clock()) });
+}
+
+type ResolveDeps = Pick<Deps, 'db' | 'clock' | 'config' | 'signer' | 'mailTemplates'>;
+
+/**
+ * Handles waiting "Lost your mail?" requests, oldest first, each in its own transaction (so
+ * one that fails stays queued and holds up no other). Resolves with how many it handled.
+ */
+export async function resolvePreferencesLinkRequests(deps: ResolveDeps, options: { limit: number }): Promise<number> {
+  let handled = 0;
+  while (handled < options.limit && await deps.db.transaction().execute((trx) => resolveOneRequest(deps, trx))) handled += 1;
+  return handled;
+}
+
+/**
+ * Queues a fresh preferences link if the address belongs to someone we hold, within the same
+ * kind of limits as confirmation mails, counted from when each request was made; else drops
+ * the request. False when none was waiting.
+ */
+async function resolveOneRequest(deps: ResolveDeps, trx: Trx): Promise<boolean> {
+  const request = await store.takePreferencesLinkRequest(trx);
+  if (!request) return false;
+  const subscriber = await subscribers.lockSubscriberByEmail(trx, emailKey(request.email));
+  if (!subscriber) return true;
+  const askedAt = request.requested_at.getTime();
+  const recent = await store.countMailsSince(trx, subscriber.id, 'preferences_link', new Date(askedAt - LINK_INTERVAL_MS));
+  const today = await store.countMailsSince(trx, subscriber.id, 'preferences_link', new Date(askedAt - 24 * 3600_000));
+  if (recent > 0 || today >= LINK_DAILY_CAP) return true;
+  const locale = chooseLocale(matchLocale(request.locale));
+  const mail = deps.mailTemplates.renderPreferencesLink({ locale, email: subscriber.email, url: preferencesUrl(deps, subscriber.id) });
+  await store.insertOutboxMail(trx, {
+    kind: 'preferences_link', subscriber_id: subscriber.id, recipient: subscriber.email, message_id: messageId(deps.config.mailFrom),
+    subject: mail.subject, html: mail.html, text: mail.text, created_at: request.requested_at,
   });
+  return true;
 }

@@ -271,3 +271,20 @@ export async function latestRequestEventId(trx: Trx, subscriberId: string, listI
 export async function insertOutboxMail(trx: Trx, mail: NewOutboxMail): Promise<void> {
   await trx.insertInto('outbox').values(mail).execute();
 }
+
+export async function insertPreferencesLinkRequest(db: Db, request: { email: string; locale: string; requestedAt: Date }): Promise<void> {
+  await db.insertInto('preferences_link_requests')
+    .values({ email: request.email, locale: request.locale, requested_at: request.requestedAt })
+    .execute();
+}
+
+/**
+ * Takes the oldest waiting "Lost your mail?" request that no other worker holds: deleted with
+ * the transaction, so it is handled once, or stays queued if the transaction fails.
+ */
+export async function takePreferencesLinkRequest(trx: Trx): Promise<{ email: string; locale: string; requested_at: Date } | undefined> {
+  return trx.deleteFrom('preferences_link_requests')
+    .where('id', '=', (eb) => eb.selectFrom('preferences_link_requests').select('id').orderBy('id').limit(1).forUpdate().skipLocked())
+    .returning(['email', 'locale', 'requested_at'])
+    .executeTakeFirst();
+}

@@ -122,6 +122,7 @@ export interface DB {
   campaigns: CampaignsTable;
   campaign_messages: CampaignMessagesTable;
   send_rate_bucket: SendRateBucketTable;
+  preferences_link_requests: PreferencesLinkRequestsTable;
 }
 
 export type List = Selectable<ListsTable>;
@@ -187,4 +188,12 @@ export interface SendRateBucketTable {
   id: number;
   tokens: number;
   refilled_at: Date;
+}
+
+/** A "Lost your mail?" request until a worker handles it (and deletes it). */
+export interface PreferencesLinkRequestsTable {
+  id: Generated<string>;
+  email: string;
+  locale: string;
+  requested_at: Date;
 }

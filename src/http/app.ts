@@ -9,7 +9,7 @@ import { DomainError, type ErrorCode } from '../errors.js';
 import { loadCatalogues } from '../i18n.js';
 import { apiApp } from './api/index.js';
 import { type ErrorBody, STATUS } from './errors.js';
-import { opsApp } from './ops.js';
+import { metricsOnPublicPort, opsApp } from './ops.js';
 import { Pages } from './pages.js';
 import { preferencesApp } from './preferences.js';
 import { type PublicEnv, publicApp } from './public.js';
@@ -62,7 +62,7 @@ export function createApp(deps: Deps): Hono<PublicEnv> {
     }
   });
 
-  app.route('/', opsApp(deps));
+  app.route('/', opsApp(deps, { metrics: metricsOnPublicPort(deps.config) }));
   app.route('/api', apiApp(deps));
   app.route('/', publicApp(deps, pages));
   app.route('/', preferencesApp(deps, pages));

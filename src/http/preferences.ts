@@ -127,8 +127,10 @@ export function preferencesApp(deps: Deps, pages: Pages): Hono<PublicEnv> {
     c.set('locale', pageLocale);
     const email = typeof body.email === 'string' && body.email.length <= 320 ? normaliseEmail(body.email) : undefined;
     if (!email) throw new DomainError('invalid_input', 'not a valid email address', { email: 'not valid' });
-    // The same answer whether or not we hold the address.
-    if ((await requestPreferencesLink(deps, email, pageLocale)) === 'mailed') deps.wakeOutbox();
+    // The same answer, after the same work, whether or not we hold the address: the request
+    // is only recorded here, and a worker looks the address up.
+    await requestPreferencesLink(deps, email, pageLocale);
+    deps.wakeOutbox();
     return c.html(pages.render('manage', pageLocale, { sent: true }));
   });
 

@@ -3,10 +3,8 @@ import { readFileSync } from 'node:fs';
 import { Hono, type Context } from 'hono';
 import { cors } from 'hono/cors';
 import { z } from 'zod';
-import { preferencesUrl } from '../campaigns/message.js';
 import { cleanName, normaliseEmail } from '../consent/address.js';
 import { type ConfirmLinkState, confirmSubscription, inspectConfirmLink } from '../consent/confirm.js';
-import { listAllLists } from '../consent/store.js';
 import { signup } from '../consent/signup.js';
 import { inspectUnsubscribe, unsubscribe, type UnsubscribeTarget } from '../consent/unsubscribe.js';
 import type { Deps } from '../deps.js';
@@ -120,7 +118,8 @@ export function publicApp(deps: Deps, pages: Pages): Hono<PublicEnv> {
           lastName: cleanName(body.last_name)?.slice(0, 100) ?? null,
           locale,
         }, requestContext(c, deps.config.trustProxy));
-        deps.metrics.signups.inc({ outcome });
+        // Counted alike whatever the address's state: a finer outcome would tell a scraper who subscribes.
+        deps.metrics.signups.inc({ outcome: 'accepted' });
         if (outcome === 'mailed') deps.wakeOutbox();
       } else {
         deps.metrics.signups.inc({ outcome: 'honeypot' });
@@ -133,7 +132,7 @@ export function publicApp(deps: Deps, pages: Pages): Hono<PublicEnv> {
 
   app.use('/confirm/*', tokenPage);
 
-  const renderLinkState = async (c: Context, state: ConfirmLinkState) => {
+  const renderLinkState = (c: Context, state: ConfirmLinkState) => {
     const locale = pageLocale(c, 'locale' in state ? state.locale : undefined);
     switch (state.kind) {
       case 'ready':
@@ -142,12 +141,13 @@ export function publicApp(deps: Deps, pages: Pages): Hono<PublicEnv> {
       case 'already_confirmed':
         return c.html(pages.render('confirmed', locale, { list_name: state.list.name, already: state.kind === 'already_confirmed' }));
       default: {
+        // Only the list a genuine link named: a choice of every list would show anyone who
+        // types a garbled link each list's slug and name, internal ones too. Without one, the
+        // form asks for the only list (signup's rule), and where there are several the
+        // person signs up again from the landing page.
         const list = 'list' in state ? state.list : undefined;
-        const lists = list ? [] : await listAllLists(deps.db);
         const status = state.kind === 'invalid' ? 400 : state.kind === 'unknown' ? 404 : 410;
-        return c.html(pages.render('token_error', locale, {
-          reason: state.kind, list_slug: list?.slug, lists: lists.map(({ slug, name }) => ({ slug, name })),
-        }), status);
+        return c.html(pages.render('token_error', locale, { reason: state.kind, list_slug: list?.slug }), status);
       }
     }
   };
@@ -163,17 +163,19 @@ export function publicApp(deps: Deps, pages: Pages): Hono<PublicEnv> {
   // List-Unsubscribe=One-Click unsubscribes at once and answers 200, never a redirect; GET
   // only shows the button, because mail scanners follow links.
   app.use('/u/*', tokenPage);
-  const unsubscribePage = (c: Context, state: 'ask' | 'missing' | 'done' | 'invalid', target?: UnsubscribeTarget, subscriberId?: string) => {
+  // No page here carries a preferences link: one minted on every visit would give lasting
+  // access to whoever holds the unsubscribe link (a forwarded newsletter), and the one-click
+  // POST is usually made by the mailbox provider. The page points to "Lost your mail?".
+  const unsubscribePage = (c: Context, state: 'ask' | 'missing' | 'done' | 'invalid', target?: UnsubscribeTarget) => {
     const locale = pageLocale(c, target?.locale);
-    const preferences = subscriberId && target ? preferencesUrl(deps, subscriberId) : undefined;
-    return c.html(pages.render('unsubscribe', locale, { state, list_name: target?.list.name, preferences_url: preferences }),
+    return c.html(pages.render('unsubscribe', locale, { state, list_name: target?.list.name }),
       state === 'invalid' || state === 'missing' ? 400 : 200);
   };
   app.get('/u/:token', async (c) => {
     const claims = deps.signer.verifyUnsubscribe(c.req.param('token'));
     const target = claims && await inspectUnsubscribe(deps, claims);
     if (!claims || !target) return unsubscribePage(c, 'invalid');
-    return unsubscribePage(c, target.status === 'unsubscribed' ? 'done' : 'ask', target, claims.subscriberId);
+    return unsubscribePage(c, target.status === 'unsubscribed' ? 'done' : 'ask', target);
   });
   app.post('/u/:token', limitBody(), async (c) => {
     const token = c.req.param('token');
@@ -182,13 +184,13 @@ export function publicApp(deps: Deps, pages: Pages): Hono<PublicEnv> {
     const body = await c.req.parseBody().catch(() => ({} as Record<string, unknown>));
     if (body['List-Unsubscribe'] !== 'One-Click') {
       const target = await inspectUnsubscribe(deps, claims);
-      return target ? unsubscribePage(c, 'missing', target, claims.subscriberId) : unsubscribePage(c, 'invalid');
+      return target ? unsubscribePage(c, 'missing', target) : unsubscribePage(c, 'invalid');
     }
     const context = { ...requestContext(c, deps.config.trustProxy), page: c.req.header('origin')?.slice(0, 2048) ?? null };
     // A mail client's one-click POST names no page; our own form's does (same origin).
     const method = context.page === null && !c.req.header('referer') ? 'one-click' : 'page';
     const target = await unsubscribe(deps, claims, { token, context, method });
-    return target ? unsubscribePage(c, 'done', target, claims.subscriberId) : unsubscribePage(c, 'done');
+    return unsubscribePage(c, 'done', target);
   });
 
   return app;

@@ -37,10 +37,19 @@ export async function createApiKey(db: Database, name: string): Promise<CreatedA
 
 const digest = (text: string) => createHash('sha256').update(text).digest();
 
+/**
+ * Whether a presented secret is `secret`, compared as SHA-256 digests of equal length in
+ * constant time: neither the secret's length nor its content leaks through timing.
+ */
+export function secretMatcher(secret: string): (presented: string) => boolean {
+  const expected = digest(secret);
+  return (presented) => timingSafeEqual(digest(presented), expected);
+}
+
 export class ApiKeyVerifier {
   private readonly verified = new Map<string, { identity: ApiKeyIdentity; until: number }>();
   private readonly touched = new Map<string, number>();
-  private readonly envKeyDigest: Buffer | undefined;
+  private readonly isEnvKey: ((presented: string) => boolean) | undefined;
 
   constructor(
     private readonly db: Database,
@@ -48,30 +57,38 @@ export class ApiKeyVerifier {
     envKey: string | undefined,
     private readonly onError: (error: unknown) => void = () => undefined,
   ) {
-    this.envKeyDigest = envKey === undefined ? undefined : digest(envKey);
+    this.isEnvKey = envKey === undefined ? undefined : secretMatcher(envKey);
+  }
+
+  /**
+   * The key's identity when knowing it costs no argon2: ASSENT_API_KEY, or a key this process
+   * verified within VERIFIED_KEY_TTL_MS. Undefined otherwise, which says nothing about the key.
+   */
+  recall(presented: string): ApiKeyIdentity | undefined {
+    if (this.isEnvKey?.(presented)) return { id: null, name: 'ASSENT_API_KEY', prefix: null };
+    if (!KEY_FORMAT.test(presented)) return undefined;
+    const now = this.clock();
+    const cacheKey = digest(presented).toString('base64');
+    const cached = this.verified.get(cacheKey);
+    if (!cached || cached.until <= now) {
+      this.verified.delete(cacheKey);
+      return undefined;
+    }
+    this.touch(cached.identity.id!, now);
+    return cached.identity;
   }
 
   /** The key's identity, or undefined for a wrong, unknown or revoked key. */
   async verify(presented: string): Promise<ApiKeyIdentity | undefined> {
-    const presentedDigest = digest(presented);
-    // Digests of equal length: neither the key's length nor its content leaks through timing.
-    if (this.envKeyDigest && timingSafeEqual(presentedDigest, this.envKeyDigest)) {
-      return { id: null, name: 'ASSENT_API_KEY', prefix: null };
-    }
+    const recalled = this.recall(presented);
+    if (recalled) return recalled;
     const match = KEY_FORMAT.exec(presented);
     if (!match) return undefined;
-    const now = this.clock();
-    const cacheKey = presentedDigest.toString('base64');
-    const cached = this.verified.get(cacheKey);
-    if (cached && cached.until > now) {
-      this.touch(cached.identity.id!, now);
-      return cached.identity;
-    }
-    this.verified.delete(cacheKey);
     const row = await store.findActiveApiKeyByPrefix(this.db, match[1]!);
     if (!row || !(await verify(row.secret_hash, match[2]!))) return undefined;
     const identity = { id: row.id, name: row.name, prefix: row.prefix };
-    this.verified.set(cacheKey, { identity, until: now + VERIFIED_KEY_TTL_MS });
+    const now = this.clock();
+    this.verified.set(digest(presented).toString('base64'), { identity, until: now + VERIFIED_KEY_TTL_MS });
     this.touch(row.id, now);
     return identity;
   }

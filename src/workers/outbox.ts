@@ -1,8 +1,10 @@
 // Sends the transactional outbox: claims a batch, hands each mail to the relay, records the
 // answer. Temporary failures (no connection, 4xx) come back later with backoff; a 5xx is
-// final. A row is never deleted, so nothing accepted is lost.
+// final. A row is never deleted, so nothing accepted is lost. Each round first turns waiting
+// "Lost your mail?" requests into mails (consent/preferences.ts), off the request's path.
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
+import { resolvePreferencesLinkRequests } from '../consent/preferences.js';
 import type { Deps } from '../deps.js';
 import { addressTag } from '../log.js';
 import type { MailSender } from '../mail/transport.js';
@@ -23,7 +25,7 @@ export const DEFAULT_OUTBOX_OPTIONS: OutboxWorkerOptions = {
   maxAttempts: 160,
 };
 
-type WorkerDeps = Pick<Deps, 'db' | 'log' | 'metrics' | 'config'> & { sender: MailSender };
+type WorkerDeps = Pick<Deps, 'db' | 'log' | 'metrics' | 'config' | 'clock' | 'signer' | 'mailTemplates'> & { sender: MailSender };
 
 export class OutboxWorker extends LoopingWorker {
   readonly id = `${hostname()}:${process.pid}:outbox:${randomUUID().slice(0, 8)}`;
@@ -37,8 +39,12 @@ export class OutboxWorker extends LoopingWorker {
       { pollMs: this.options.pollMs, name: this.id }, deps.log);
   }
 
-  /** Claims and sends one batch; resolves with how many mails it handled. */
+  /**
+   * Handles the waiting "Lost your mail?" requests (the mails they queue go out in this same
+   * round), then claims and sends one batch; resolves with how many mails it handled.
+   */
   async runOnce(): Promise<number> {
+    await resolvePreferencesLinkRequests(this.deps, { limit: this.options.batchSize });
     const mails = await store.claimDueMails(this.deps.db, this.id, { limit: this.options.batchSize, leaseMs: this.options.leaseMs });
     const unstarted = await eachLimited(mails, this.options.concurrency, () => this.stopping, (mail) => this.deliver(mail));
     if (unstarted.length > 0) await store.releaseMails(this.deps.db, this.id, unstarted.map((mail) => mail.id));

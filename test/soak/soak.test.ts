@@ -31,6 +31,7 @@ const CAMPAIGN_SIZE = Math.round(SEND_RATE * SECONDS * 0.8); // sends for about 
 const CLIENTS = 1_000;
 const KEY = 'soak-api-key-0123456789abcdef';
 const SECRET = 'soak-secret-0123456789abcdef0123456789abcdef';
+const METRICS_TOKEN = 'soak-metrics-token-0123456789abcdef';
 const DRAIN_MS = 240_000;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -112,6 +113,7 @@ beforeAll(async () => {
       ...process.env, NODE_ENV: 'production', HOST: '127.0.0.1', PORT: String(port), DATABASE_URL: tdb.url,
       SMTP_URL: `smtp://127.0.0.1:${sink.port}`, PUBLIC_URL: 'https://assent.test', TOKEN_SECRETS: SECRET,
       ASSENT_API_KEY: KEY, MAIL_FROM: 'News <news@assent.test>', SEND_RATE: String(SEND_RATE), TRUST_PROXY: '1', LOG_LEVEL: 'info',
+      METRICS_TOKEN,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -142,7 +144,7 @@ const api = (method: string, route: string, body?: unknown) => fetch(`${base}${r
 async function sample(second: number): Promise<Sample> {
   const status = await readFile(`/proc/${child.pid}/status`, 'utf8');
   const rss = Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1]) * 1024;
-  const metrics = await (await fetch(`${base}/metrics`)).text();
+  const metrics = await (await fetch(`${base}/metrics`, { headers: { authorization: `Bearer ${METRICS_TOKEN}` } })).text();
   const heap = Number(/^nodejs_heap_size_used_bytes (\S+)$/m.exec(metrics)?.[1] ?? 0);
   return { second, rss, heap };
 }

@@ -5,6 +5,8 @@ import type { MiddlewareHandler } from 'hono';
 import type { Deps } from '../../deps.js';
 import { DomainError } from '../../errors.js';
 import { type ApiKeyIdentity, ApiKeyVerifier } from '../../keys/keys.js';
+import { clientIp } from '../client.js';
+import { RateLimiter } from '../rate-limit.js';
 import { renderApiDocs } from './docs.js';
 import { campaignRoutes } from './campaigns.js';
 import { idempotency } from './idempotency.js';
@@ -13,11 +15,30 @@ import { subscriberRoutes } from './subscribers.js';
 
 export type ApiEnv = { Variables: { apiKey: ApiKeyIdentity } };
 
-function bearerAuth(verifier: ApiKeyVerifier): MiddlewareHandler<ApiEnv> {
+/**
+ * 401 without a valid key. A wrong secret behind a real prefix costs an argon2 verification
+ * (tens of milliseconds), so failures are counted per client (API_AUTH_FAILURE_LIMIT, a
+ * token bucket like the signup's): a client that used them up gets 429 before any argon2
+ * runs. Only failures count, and a key known without argon2 (ASSENT_API_KEY, or one verified
+ * lately) passes even then, so an honest client is never slowed, not even behind the same
+ * address as a guesser.
+ */
+function bearerAuth(verifier: ApiKeyVerifier, deps: Pick<Deps, 'config' | 'clock'>): MiddlewareHandler<ApiEnv> {
+  const failures = deps.config.apiAuthFailureLimit ? new RateLimiter(deps.config.apiAuthFailureLimit, deps.clock) : undefined;
   return async (c, next) => {
     const presented = /^Bearer\s+(\S{1,512})\s*$/i.exec(c.req.header('authorization') ?? '')?.[1];
-    const identity = presented === undefined ? undefined : await verifier.verify(presented);
+    const client = clientIp(c, deps.config.trustProxy) ?? 'unknown';
+    let identity = presented === undefined ? undefined : verifier.recall(presented);
     if (!identity) {
+      const wait = failures?.wait(client) ?? 0;
+      if (wait > 0) {
+        c.header('Retry-After', String(wait));
+        throw new DomainError('rate_limited', 'too many failed authentications from this address; try again later');
+      }
+      identity = presented === undefined ? undefined : await verifier.verify(presented);
+    }
+    if (!identity) {
+      failures?.take(client);
       c.header('WWW-Authenticate', 'Bearer realm="assent"');
       throw new DomainError('unauthorized', 'a valid API key is required: Authorization: Bearer <key>');
     }
@@ -38,7 +59,7 @@ export function apiApp(deps: Deps): OpenAPIHono<ApiEnv> {
   });
   const verifier = new ApiKeyVerifier(deps.db, deps.clock, deps.config.apiKey, (error) => deps.log.warn({ err: error }, 'could not record key use'));
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });
-  app.use('/v1/*', bearerAuth(verifier));
+  app.use('/v1/*', bearerAuth(verifier, deps));
   // A preview changes nothing and quotes the person: nothing to replay, nothing to keep.
   app.use('/v1/*', idempotency(deps.db, { skip: (path) => path.endsWith('/preview') }));
 
