@@ -78,6 +78,7 @@ describe('the preferences page', () => {
   it('downloads no working link: the mails it lists show each link\'s token as the token\'s hash, as the API export does', async () => {
     const id = await person('links');
     expect((await post('/manage', { email: 'links1@example.org' })).status).toBe(200);
+    await t.service.worker.runOnce(); // the worker turns the request into the mail
     const { rows: [queued] } = await t.tdb.query(`select text from outbox where subscriber_id = $1 and kind = 'preferences_link'`, [id]);
     const token = /\/preferences\/([A-Za-z0-9_.-]+)/.exec(queued.text)![1]!;
     t.service.clock.advance(1000);
