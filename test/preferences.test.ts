@@ -182,6 +182,16 @@ describe('"Lost your mail?"', () => {
     expect(rows[0].n).toBe(5);
   });
 
+  it('counts its limits per mailbox: spellings of one mailbox that we hold share them', async () => {
+    const { rows } = await t.tdb.query<{ id: string }>(`insert into subscribers (email) values ('Jane.Doe+news@gmail.com'), ('janedoe@googlemail.com') returning id`);
+    for (const email of ['Jane.Doe+news@gmail.com', 'janedoe@googlemail.com', 'JANE.DOE@gmail.com']) {
+      expect((await post('/manage', { email })).status).toBe(200);
+    }
+    await t.service.worker.runOnce();
+    const mailed = await t.tdb.query(`select count(*)::int as n from outbox where subscriber_id = any($1::uuid[]) and kind = 'preferences_link'`, [rows.map((r) => r.id)]);
+    expect(mailed.rows[0].n).toBe(1);
+  });
+
   it('does the same work for any address: one INSERT, whether it is unknown, known, or known and throttled', async () => {
     await person('same');
     await post('/manage', { email: 'same1@example.org' });

@@ -71,11 +71,13 @@ export async function resolvePreferencesLinkRequests(deps: ResolveDeps, options:
 async function resolveOneRequest(deps: ResolveDeps, trx: Trx): Promise<boolean> {
   const request = await store.takePreferencesLinkRequest(trx);
   if (!request) return false;
+  // Per mailbox, as the signup's throttles: each spelling we hold must not get five a day of its own.
+  await store.lockMailbox(trx, request.email);
   const subscriber = await subscribers.lockSubscriberByEmail(trx, emailKey(request.email));
   if (!subscriber) return true;
   const askedAt = request.requested_at.getTime();
-  const recent = await store.countMailsSince(trx, subscriber.id, 'preferences_link', new Date(askedAt - LINK_INTERVAL_MS));
-  const today = await store.countMailsSince(trx, subscriber.id, 'preferences_link', new Date(askedAt - 24 * 3600_000));
+  const recent = await store.countMailboxMailsSince(trx, subscriber.id, 'preferences_link', new Date(askedAt - LINK_INTERVAL_MS));
+  const today = await store.countMailboxMailsSince(trx, subscriber.id, 'preferences_link', new Date(askedAt - 24 * 3600_000));
   if (recent > 0 || today >= LINK_DAILY_CAP) return true;
   const locale = chooseLocale(matchLocale(request.locale));
   const mail = deps.mailTemplates.renderPreferencesLink({ locale, email: subscriber.email, url: preferencesUrl(deps, subscriber.id) });

@@ -179,10 +179,17 @@ export async function signupHead(trx: Trx, key: { subscriberId: string; mailboxK
   return { head: { now: row.now, prevHash: row.prev_hash }, mailsSince: Number(row.mails), lastMailToList: row.last_mail_to_list };
 }
 
-/** Mails of one kind to one person since a time: the resend throttles. */
-export async function countMailsSince(trx: Trx, subscriberId: string, kind: string, since: Date): Promise<number> {
+/** Takes the mailbox's lock (MAILBOX_LOCK_CLASS) for the rest of the transaction, whatever the spelling. */
+export async function lockMailbox(trx: Trx, email: string): Promise<void> {
+  await sql`select pg_advisory_xact_lock(${sql.lit(MAILBOX_LOCK_CLASS)}, hashtext(mailbox_key_of(${email}::text)))`.execute(trx);
+}
+
+/** Mails of one kind to a person's mailbox, over every spelling of it, since a time: the resend throttles. */
+export async function countMailboxMailsSince(trx: Trx, subscriberId: string, kind: string, since: Date): Promise<number> {
   const row = await trx.selectFrom('outbox').select((eb) => eb.fn.countAll<string>().as('count'))
-    .where('subscriber_id', '=', subscriberId).where('kind', '=', kind).where('created_at', '>', since)
+    .where('subscriber_id', 'in', (eb) => eb.selectFrom('subscribers as spelling').select('spelling.id')
+      .where('spelling.mailbox_key', '=', (eb) => eb.selectFrom('subscribers').select('mailbox_key').where('id', '=', subscriberId)))
+    .where('kind', '=', kind).where('created_at', '>', since)
     .executeTakeFirstOrThrow();
   return Number(row.count);
 }
