@@ -315,6 +315,32 @@ describe('the marketers\' API with a valid key', () => {
     }), { numRuns: 60, examples: [['{"name":"a\\u0000","list":"news","subject":"s","mjml":"<mjml><mj-body></mj-body></mjml>"}']] });
   });
 
+  it('POST /api/v1/campaigns with runaway Liquid (loops, captures, ranges, filters, nested), and preview of what it accepts', async () => {
+    const bound = fc.constantFrom('1', '3', '1000', '10001', '1000000', '20000000', '100000000', '-5', '"a"', 'subscriber.first_name', 's.size');
+    const program: fc.Arbitrary<string> = fc.letrec((tie) => ({
+      node: fc.oneof({ depthSize: 'small' },
+        fc.constantFrom('x', 'xxxxxxxxxxxxxxxx', '{{ s }}', '{{ s }}{{ s }}', '{{ subscriber.first_name }}', '{% assign s = s | append: s %}',
+          '{% assign a = a | concat: a %}', '{{ "now" | date: "%99999999d" }}', '{{ s | split: "" | join: s }}', '{% cycle "a", "b" %}',
+          '{% increment n %}', '{% break %}', '{% include "/etc/passwd" %}', '{{ a | sort | reverse | join }}'),
+        fc.tuple(bound, tie('body')).map(([n, body]) => `{% for i in (1..${n}) %}${body}{% endfor %}`),
+        fc.tuple(bound, tie('body')).map(([n, body]) => `{% tablerow i in (1..${n}) cols:3 %}${body}{% endtablerow %}`),
+        tie('body').map((body) => `{% capture s %}${body}{% endcapture %}`),
+      ),
+      body: fc.array(tie('node'), { maxLength: 4 }).map((nodes) => nodes.join('')),
+    })).body.map((body) => `{% assign s = "ab" %}{% assign a = "1,2,3" | split: "," %}${body}`);
+    await fc.assert(fc.asyncProperty(program, fc.boolean(), async (liquid, inSubject) => {
+      const body = JSON.stringify({
+        name: 'Runaway', list: 'news', subject: inSubject ? liquid : 'Hi',
+        mjml: `<mjml><mj-body><mj-section><mj-column><mj-text>${inSubject ? 'Hi' : liquid}</mj-text></mj-column></mj-section></mj-body></mjml>`,
+      });
+      const created = await judged('POST', '/api/v1/campaigns', api({ body }));
+      if (created.status !== 201) return;
+      const { id } = JSON.parse(created.body) as { id: string };
+      const preview = await t.service.api('POST', `/api/v1/campaigns/${id}/preview`, { subscriber_id: subscriberId });
+      expect([200, 422]).toContain(preview.status);
+    }), { numRuns: 40, examples: [['{% for i in (1..20000000) %}{% endfor %}', false]] });
+  }, 180_000);
+
   it('campaign actions with hostile ids and bodies', async () => {
     await fc.assert(fc.asyncProperty(
       fc.oneof(fc.constant(campaignId), pathSegment), fc.constantFrom('preview', 'pause', 'resume', 'cancel'),
