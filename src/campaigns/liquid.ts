@@ -60,8 +60,11 @@ export const mailBudget = (): MailBudget =>
   ({ deadline: performance.now() + RENDER_LIMITS.mailMs, iterations: RENDER_LIMITS.iterations, outputChars: RENDER_LIMITS.outputChars });
 
 const BUDGET = 'assent:budget';
-// A render that did not come through renderBounded gets a budget of its own, not none.
-const budgetOf = (ctx: Context) => ctx.getRegister<MailBudget>(BUDGET, mailBudget());
+
+function budgetOf(ctx: Context): MailBudget {
+  // A render that did not come through renderBounded gets a budget of its own, not none.
+  return ctx.getRegister<MailBudget | undefined>(BUDGET) ?? (ctx.setRegister(BUDGET, mailBudget()) as MailBudget);
+}
 
 /** liquidjs's own emitter, counting what is written against the mail's budget. */
 class BoundedOutput implements Emitter {

@@ -18,7 +18,7 @@ export interface SandboxLimits {
    * compiles in about 2 s on one idle core; this leaves room for a busy one.
    */
   timeoutMs: number;
-  /** The thread's heap. Compiling the longest MJML we take peaks near 40 MB. */
+  /** The thread's old-generation heap: the longest MJML we take does not compile in 32 MB, does in 64. */
   heapMb: number;
   /**
    * The thread's stack: about the main thread's (984 kB), so a template whose parse fits here

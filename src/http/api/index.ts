@@ -4,8 +4,8 @@ import { OpenAPIHono } from '@hono/zod-openapi';
 import type { MiddlewareHandler } from 'hono';
 import type { Deps } from '../../deps.js';
 import { DomainError } from '../../errors.js';
-import { limitBody } from '../guards.js';
 import { type ApiKeyIdentity, ApiKeyVerifier } from '../../keys/keys.js';
+import { limitBody } from '../guards.js';
 import { renderApiDocs } from './docs.js';
 import { campaignRoutes } from './campaigns.js';
 import { idempotency } from './idempotency.js';
@@ -32,7 +32,7 @@ function bearerAuth(verifier: ApiKeyVerifier): MiddlewareHandler<ApiEnv> {
  * campaign of MAX_MJML_CHARS characters fits even with every one escaped as \uXXXX (600 kB);
  * 12 MB of JSON with a million keys had held the event loop for 3.4 s.
  */
-export const MAX_API_BODY_BYTES = 1024 * 1024;
+const MAX_API_BODY_BYTES = 1024 * 1024;
 /** Bodies the contract says are streamed (imports): not read whole, so not capped here. */
 const STREAMED_TYPES = ['text/csv', 'application/x-ndjson'];
 
