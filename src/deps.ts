@@ -1,6 +1,7 @@
 // What the composition root (main.ts) builds once and passes down. Functions take the part
 // they use: `Pick<Deps, 'db' | 'clock'>`.
 import type { Logger } from 'pino';
+import type { TemplateSandbox } from './campaigns/sandbox.js';
 import type { Config } from './config.js';
 import type { TokenSigner } from './consent/tokens.js';
 import type { Database } from './db/database.js';
@@ -20,6 +21,8 @@ export interface Deps {
   mailTemplates: MailTemplates;
   catalogues: Catalogues;
   metrics: Metrics;
+  /** Where a new campaign's templates are compiled and tried, off the event loop. */
+  templateSandbox: TemplateSandbox;
   /** Tells the in-process outbox worker that a mail is waiting, so it need not wait for its poll. */
   wakeOutbox: () => void;
   /** Tells the in-process campaign worker that a campaign started or resumed. */

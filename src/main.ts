@@ -4,6 +4,7 @@ import { serve } from '@hono/node-server';
 import type { ServerType } from '@hono/node-server';
 import path from 'node:path';
 import type { Logger } from 'pino';
+import { TemplateSandbox } from './campaigns/sandbox.js';
 import { type Config, parseConfig } from './config.js';
 import { TokenSigner } from './consent/tokens.js';
 import { createDatabase, type Database } from './db/database.js';
@@ -85,6 +86,7 @@ export async function buildDeps(config: Config, log: Logger, db: Database, wake:
     mailTemplates: await MailTemplates.load(catalogues),
     catalogues,
     metrics,
+    templateSandbox: new TemplateSandbox(),
     wakeOutbox: wake.outbox ?? (() => undefined),
     wakeCampaigns: wake.campaigns ?? (() => undefined),
   };

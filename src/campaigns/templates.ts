@@ -7,36 +7,26 @@
 // title. Attributes that MJML checks (colours, sizes, padding) must be literal: MJML
 // validates them before Liquid ever runs.
 import { convert } from 'html-to-text';
-import { Liquid, type Template } from 'liquidjs';
+import type { Liquid, Template } from 'liquidjs';
 import mjml2html from 'mjml';
 import { DomainError } from '../errors.js';
+import { htmlLiquid, isRenderTimeout, type MailBudget, mailBudget, renderBounded, textLiquid } from './liquid.js';
 
-type Detail = { source: string; line: number | null; message: string };
+export type Detail = { source: string; line: number | null; message: string };
 
-const LIMITS = { parseLimit: 1_000_000, renderLimit: 2_000, memoryLimit: 50_000_000 };
-
-// Campaign Liquid may not read files: {% include %}, {% render %} and {% layout %} would
-// otherwise reach the server's disk.
-const NO_FILES = {
-  exists: async () => false, existsSync: () => false,
-  readFile: async (file: string) => { throw new Error(`no file access: ${file}`); },
-  readFileSync: (file: string) => { throw new Error(`no file access: ${file}`); },
-  resolve: (_root: string, file: string) => file,
-  dirname: () => '',
-  sep: '/',
-};
-
-/** HTML output: every value escaped, so a name like `<script>` arrives as text. */
-export const htmlLiquid = new Liquid({ outputEscape: 'escape', fs: NO_FILES, root: [], strictFilters: true, ...LIMITS });
-/** Plain-text output: nothing to escape. */
-export const textLiquid = new Liquid({ fs: NO_FILES, root: [], strictFilters: true, ...LIMITS });
+/**
+ * The longest MJML we take, in characters. Gmail cuts a mail off after 102 kB of HTML, and
+ * MJML's HTML is 1.3 to 11 times its source, so a longer one can only make a mail that is
+ * cut off; compiling it would hold a core for seconds (665 kB took 7.8 s).
+ */
+export const MAX_MJML_CHARS = 100_000;
 
 /** The visible footer every campaign mail carries, put in before the body closes. */
 const FOOTER = '<mj-section padding="16px 0"><mj-column><mj-text font-size="12px" line-height="18px" color="#57606a" align="center">'
   + '{{ footer.reason }}<br /><a href="{{ unsubscribe_url }}">{{ footer.unsubscribe }}</a> · <a href="{{ preferences_url }}">{{ footer.preferences }}</a>'
   + '{% if footer.sender_address %}<br />{{ footer.sender_address }}{% endif %}</mj-text></mj-column></mj-section>';
 
-function liquidDetail(source: string, error: unknown): Detail {
+export function liquidDetail(source: string, error: unknown): Detail {
   const message = error instanceof Error ? error.message : String(error);
   const line = /line:(\d+)/.exec(message)?.[1];
   return { source, line: line ? Number(line) : null, message: message.replace(/, line:\d+, col:\d+$/, '') };
@@ -89,7 +79,13 @@ export async function compileCampaign(subject: string, mjml: string): Promise<Co
       : [{ source: 'mjml', line: null, message: error instanceof Error ? error.message : String(error) }];
     throw new DomainError('template_invalid', 'the MJML is not valid', undefined, details);
   }
-  const textTemplate = htmlToTextTemplate(html);
+  let textTemplate: string;
+  try {
+    textTemplate = htmlToTextTemplate(html);
+  } catch (error) {
+    // html-to-text recurses per element: 30,000 nested <div> overflow the stack.
+    throw new DomainError('template_invalid', 'the HTML could not be turned into text', undefined, [liquidDetail('html', error)]);
+  }
   const compiledProblems = [parseOrDetail(htmlLiquid, 'html', html), parseOrDetail(textLiquid, 'text', textTemplate)]
     .filter((detail): detail is Detail => detail !== undefined);
   if (compiledProblems.length > 0) {
@@ -105,11 +101,20 @@ export interface ParsedCampaign {
   text: Template[];
 }
 
+/** Throws template_invalid for a stored template that does not parse (stored before today's checks, say). */
 export function parseCampaign(campaign: { subject: string; html_template: string; text_template: string }): ParsedCampaign {
+  const parse = (engine: Liquid, source: string, text: string) => {
+    try {
+      return engine.parse(text);
+    } catch (error) {
+      const detail = liquidDetail(source, error);
+      throw new DomainError('template_invalid', `the ${source} template does not parse: ${detail.message}`, undefined, [detail]);
+    }
+  };
   return {
-    subject: textLiquid.parse(campaign.subject),
-    html: htmlLiquid.parse(campaign.html_template),
-    text: textLiquid.parse(campaign.text_template),
+    subject: parse(textLiquid, 'subject', campaign.subject),
+    html: parse(htmlLiquid, 'html', campaign.html_template),
+    text: parse(textLiquid, 'text', campaign.text_template),
   };
 }
 
@@ -120,13 +125,33 @@ export interface RenderedCampaignMail {
 }
 
 /**
+ * A campaign mail that could not be rendered: which template, where and why. `timedOut` when
+ * only the time limit stopped it, which load alone can cause; any other reason would recur.
+ */
+export class MailRenderError extends DomainError {
+  constructor(readonly detail: Detail, readonly timedOut: boolean) {
+    super('template_invalid', `the ${detail.source} cannot be rendered: ${detail.message}${detail.line === null ? '' : ` (line ${detail.line})`}`, undefined, [detail]);
+  }
+}
+
+function renderPart(engine: Liquid, source: string, templates: Template[], context: Record<string, unknown>, budget: MailBudget): string {
+  try {
+    return renderBounded(engine, templates, context, budget);
+  } catch (error) {
+    throw new MailRenderError(liquidDetail(source, error), isRenderTimeout(error));
+  }
+}
+
+/**
  * Synchronous: nothing a campaign template may use waits on anything (no file, no async
- * filter), and liquidjs's async path costs a promise per node.
+ * filter), and liquidjs's async path costs a promise per node. Bounded by RENDER_LIMITS for
+ * the whole mail; throws MailRenderError.
  */
 export function renderCampaignMail(parsed: ParsedCampaign, context: Record<string, unknown>): RenderedCampaignMail {
-  const subject = textLiquid.renderSync(parsed.subject, context) as string;
-  const html = htmlLiquid.renderSync(parsed.html, context) as string;
-  const text = textLiquid.renderSync(parsed.text, context) as string;
+  const budget = mailBudget();
+  const subject = renderPart(textLiquid, 'subject', parsed.subject, context, budget);
+  const html = renderPart(htmlLiquid, 'html', parsed.html, context, budget);
+  const text = renderPart(textLiquid, 'text', parsed.text, context, budget);
   // A subject is one header line, whatever the template or the data put in it.
   return { subject: subject.replace(/[\r\n]+/g, ' ').trim(), html, text };
 }

@@ -24,10 +24,17 @@ const PAGE_TITLES: Partial<Record<ErrorCode, [title: string, body?: string]>> = 
 // 'unsafe-inline' for styles only: the API docs page carries its own small stylesheet.
 const CONTENT_SECURITY_POLICY = "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
+/** What Hono and its validators throw, in our words; zod-openapi refuses a body that is not JSON with 415. */
+const HTTP_EXCEPTIONS: Partial<Record<number, (exception: HTTPException) => DomainError>> = {
+  400: (exception) => new DomainError('invalid_input', exception.message || 'the request is not valid'),
+  413: () => new DomainError('payload_too_large', 'the body is too large'),
+  415: () => new DomainError('unsupported_media_type', 'this body must be application/json'),
+};
+
 function toDomainError(error: unknown): DomainError | undefined {
   if (error instanceof DomainError) return error;
-  if (error instanceof HTTPException && error.status === 400) return new DomainError('invalid_input', error.message || 'the request is not valid');
-  if (error instanceof HTTPException && error.status === 413) return new DomainError('payload_too_large', 'the body is too large');
+  const known = error instanceof HTTPException ? HTTP_EXCEPTIONS[error.status]?.(error) : undefined;
+  if (known) return known;
   if (isDatabaseUnavailable(error)) return new DomainError('unavailable', 'the database is not reachable; try again shortly');
   return undefined;
 }

@@ -20,9 +20,9 @@ export function limitPerIp(limiter: RateLimiter | undefined, trustProxy: boolean
   };
 }
 
-export const limitBody = (): MiddlewareHandler => bodyLimit({
-  maxSize: MAX_FORM_BYTES,
-  onError: () => { throw new DomainError('payload_too_large', `the body may be at most ${MAX_FORM_BYTES} bytes`); },
+export const limitBody = (maxSize = MAX_FORM_BYTES): MiddlewareHandler => bodyLimit({
+  maxSize,
+  onError: () => { throw new DomainError('payload_too_large', `the body may be at most ${maxSize} bytes`); },
 });
 
 /**

@@ -17,9 +17,9 @@ import { hostname } from 'node:os';
 import { personalise } from '../campaigns/context.js';
 import { listHeaders, recipientLinks, sharedContext } from '../campaigns/message.js';
 import { findCampaignTemplates, findRecipients, finishCampaignIfDone, type RecipientRow } from '../campaigns/store.js';
-import { type ParsedCampaign, parseCampaign, renderCampaignMail } from '../campaigns/templates.js';
+import { MailRenderError, type ParsedCampaign, parseCampaign, renderCampaignMail } from '../campaigns/templates.js';
 import type { Deps } from '../deps.js';
-import { type MailSender, messageId } from '../mail/transport.js';
+import { type MailSender, messageId, type OutgoingMail, SendError } from '../mail/transport.js';
 import * as store from './campaign-store.js';
 import { eachChunk, judgeSendFailure, LoopingWorker, type QueueWorkerOptions, recordPersistently, WorkerLoop } from './loop.js';
 
@@ -48,7 +48,8 @@ interface CampaignData {
   id: string;
   listId: string;
   list: { slug: string; name: string };
-  parsed: ParsedCampaign;
+  /** Or why they do not parse: a template stored before today's checks, say. Each of its messages fails with it. */
+  templates: { parsed: ParsedCampaign } | { invalid: string };
 }
 
 export class CampaignWorker extends LoopingWorker {
@@ -101,7 +102,7 @@ export class CampaignWorker extends LoopingWorker {
     if (cached) return cached;
     const row = await findCampaignTemplates(this.deps.db, id);
     if (!row) throw new Error(`campaign ${id} vanished`);
-    const data = { id, listId: row.list_id, list: { slug: row.list_slug, name: row.list_name }, parsed: parseCampaign(row) };
+    const data = { id, listId: row.list_id, list: { slug: row.list_slug, name: row.list_name }, templates: parseTemplates(row) };
     this.campaigns.set(id, data);
     return data;
   }
@@ -148,38 +149,58 @@ export class CampaignWorker extends LoopingWorker {
     return unstarted;
   }
 
-  /** Sends one message if it may still go; says what became of it. */
+  /** Renders and sends one message if it may still go; says what became of it. */
   private async deliver(message: store.ClaimedMessage, recipient: RecipientRow | undefined, gate: store.SendGate | undefined): Promise<store.Outcome> {
-    const { sender, config, metrics } = this.deps;
     if (!recipient?.email) return { kind: 'skipped', reason: 'subscriber erased' };
     if (!gate || gate.campaign_status !== 'sending') return { kind: 'released' };
     if (gate.subscription_status !== 'confirmed' || gate.erased) {
       return { kind: 'skipped', reason: gate.erased ? 'subscriber erased' : `subscription ${gate.subscription_status}` };
     }
     const campaign = this.campaigns.get(message.campaign_id)!;
+    if ('invalid' in campaign.templates) return { kind: 'failed', error: campaign.templates.invalid };
+    // Claimed more often than allowed, so every earlier attempt ended without an outcome: the
+    // process died with it in hand. Trying again would only die again.
+    if (message.attempts > this.options.maxAttempts) {
+      return { kind: 'failed', error: `no outcome in ${this.options.maxAttempts} attempts: each ended with the worker stopping or dying` };
+    }
     const links = recipientLinks(this.deps, recipient.id, campaign.listId);
     const personal = personalise(
       { ...recipient, email: recipient.email, affinity: recipient.affinity ?? 'confirmed' },
       sharedContext(this.deps, recipient, campaign.list, links),
     );
-    const mail = renderCampaignMail(campaign.parsed, personal.context);
+    const { parsed } = campaign.templates;
+    const to = recipient.email;
+    return this.send(message, () => ({ ...renderCampaignMail(parsed, personal.context), to, ...listHeaders(this.deps.config, campaign.list, links) }));
+  }
+
+  /** Builds the mail and hands it to the relay; a failure of either becomes the message's outcome. */
+  private async send(message: store.ClaimedMessage, build: () => Omit<OutgoingMail, 'from' | 'messageId'>): Promise<store.Outcome> {
+    const { sender, config, metrics } = this.deps;
     const id = messageId(config.mailFrom);
     const started = performance.now();
     const stopTimer = metrics.sendLatency.startTimer({ kind: 'campaign' });
     try {
-      const response = await sender.send({
-        from: config.mailFrom, to: recipient.email, subject: mail.subject, html: mail.html, text: mail.text,
-        messageId: id, ...listHeaders(config, campaign.list, links),
-      });
+      const response = await sender.send({ ...build(), from: config.mailFrom, messageId: id });
       stopTimer();
       metrics.mailsSent.inc({ kind: 'campaign' });
       return { kind: 'sent', messageId: id, response };
     } catch (error) {
-      const failure = judgeSendFailure(error, { kind: 'campaign', attempts: message.attempts, maxAttempts: this.options.maxAttempts, metrics });
+      // A mail that cannot be rendered fails like one the relay refuses for good, unless only
+      // the time limit stopped it: load can do that, so it is tried again like a 4xx.
+      const cause = error instanceof MailRenderError ? new SendError(error.message, !error.timedOut) : error;
+      const failure = judgeSendFailure(cause, { kind: 'campaign', attempts: message.attempts, maxAttempts: this.options.maxAttempts, metrics });
       return { kind: failure.final ? 'failed' : 'retry', error: failure.message };
     } finally {
       const took = performance.now() - started;
       this.sendMs = Number.isFinite(this.sendMs) ? 0.8 * this.sendMs + 0.2 * took : took;
     }
+  }
+}
+
+function parseTemplates(row: Parameters<typeof parseCampaign>[0]): CampaignData['templates'] {
+  try {
+    return { parsed: parseCampaign(row) };
+  } catch (error) {
+    return { invalid: error instanceof Error ? error.message : String(error) };
   }
 }

@@ -2,6 +2,7 @@
 import { createRoute, type OpenAPIHono, z } from '@hono/zod-openapi';
 import { changeCampaignStatus, createCampaign, getCampaign, listCampaigns, previewCampaign } from '../../campaigns/campaigns.js';
 import { sendCampaign } from '../../campaigns/campaigns.js';
+import { MAX_MJML_CHARS } from '../../campaigns/templates.js';
 import type { Deps } from '../../deps.js';
 import type { ApiEnv } from './index.js';
 import { conflict, ErrorSchema, errors, idempotencyReused, json, notFound, plain, security, text } from './schemas.js';
@@ -26,7 +27,7 @@ const CreateBody = z.object({
   name: text().trim().min(1).max(200),
   list: text().min(1).max(100),
   subject: text().min(1).max(998).openapi({ description: 'a Liquid template' }),
-  mjml: text().min(1).max(1_000_000).openapi({ description: 'an MJML document; text and free-form attributes may hold Liquid' }),
+  mjml: text().min(1).max(MAX_MJML_CHARS, `at most ${MAX_MJML_CHARS} characters`).openapi({ description: 'an MJML document; text and free-form attributes may hold Liquid' }),
   min_affinity: z.enum(LEVELS).optional(),
 }).strict();
 

@@ -3,7 +3,11 @@ import { z } from '@hono/zod-openapi';
 import { isStorableText, NOT_STORABLE } from '../guards.js';
 
 export const ErrorSchema = z.object({
-  error: z.object({ code: z.string(), message: z.string(), fields: z.record(z.string(), z.string()).optional() }),
+  error: z.object({
+    code: z.string(), message: z.string(), fields: z.record(z.string(), z.string()).optional(),
+    details: z.array(z.object({ source: z.string(), line: z.number().int().nullable(), message: z.string() })).optional()
+      .openapi({ description: 'for template_invalid: where each problem is (`subject`, `mjml`, or the compiled `html`/`text`)' }),
+  }),
 }).openapi('Error');
 
 export const json = <T extends z.ZodType>(schema: T) => ({ content: { 'application/json': { schema } } });
