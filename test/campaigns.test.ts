@@ -133,6 +133,24 @@ describe('personalisation bounded by affinity', () => {
     expect((await t.service.api('POST', `/api/v1/campaigns/${id}/preview`, { subscriber_id: '00000000-0000-4000-8000-000000000000' })).status).toBe(404);
   });
 
+  it('shows where the links lead without handing the API a working one: no unsubscribe or preferences token of the person', async () => {
+    const [person] = await seedConfirmed(t.tdb, 'small', 1, { prefix: 'previewed' });
+    const { id } = await draft(t.service, { list: 'small' });
+    const { html, text } = await (await t.service.api('POST', `/api/v1/campaigns/${id}/preview`, { subscriber_id: person })).json() as { html: string; text: string };
+    const links = [...`${html}\n${text}`.matchAll(/https:\/\/assent\.test\/(?:u|preferences)\/[A-Za-z0-9_.-]+/g)].map((m) => m[0]);
+    expect(links).toContain('https://assent.test/u/preview');
+    for (const link of new Set(links)) {
+      const path = new URL(link).pathname;
+      const unsubscribe = await t.service.app.request(path, {
+        method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'List-Unsubscribe=One-Click',
+      });
+      expect(unsubscribe.status).toBeGreaterThanOrEqual(400);
+      expect((await t.service.app.request(path)).status).toBeGreaterThanOrEqual(400);
+    }
+    const { rows } = await t.tdb.query(`select status from subscriptions where subscriber_id = $1`, [person]);
+    expect(rows[0].status).toBe('confirmed');
+  });
+
   it('sends only to those at or above min_affinity', async () => {
     await t.tdb.query(`insert into lists (slug, name) values ('levels', 'Levels')`);
     await t.tdb.query(`insert into list_consent_versions (list_id, version, text) select id, 1, 'x' from lists where slug = 'levels'`);

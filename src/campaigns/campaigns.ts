@@ -10,7 +10,7 @@ import type { Deps } from '../deps.js';
 import type { AffinityLevel, CampaignStatus, MessageStatus } from '../db/schema.js';
 import { DomainError } from '../errors.js';
 import { personalise } from './context.js';
-import { recipientLinks, sharedContext } from './message.js';
+import { previewLinks, sharedContext } from './message.js';
 import * as store from './store.js';
 import { parseCampaign, renderCampaignMail } from './templates.js';
 
@@ -59,7 +59,7 @@ type LinkDeps = Pick<Deps, 'config' | 'signer' | 'catalogues' | 'clock'>;
 
 /** A made-up recipient at the highest level, so that a trial render reaches every field a mail may use. */
 function sampleContext(deps: LinkDeps, list: { id: string; name: string }): Record<string, unknown> {
-  const links = recipientLinks(deps, '00000000-0000-4000-8000-000000000000', list.id);
+  const links = previewLinks(deps.config);
   const recipient = { email: 'sample@example.org', first_name: 'Sample', last_name: 'Recipient', attributes: {}, affinity: 'engaged', affinity_cap: null } as const;
   return personalise(recipient, sharedContext(deps, { locale: 'en' }, list, links)).context;
 }
@@ -86,7 +86,7 @@ export async function previewCampaign(deps: Pick<Deps, 'db'> & LinkDeps, id: str
   if (!campaign) throw notFound(id);
   const [recipient] = UUID.test(subscriberId) ? await store.findRecipients(deps.db, [subscriberId]) : [];
   if (!recipient) throw new DomainError('subscriber_not_found', `there is no subscriber ${subscriberId}`);
-  const links = recipientLinks(deps, recipient.id, campaign.list_id);
+  const links = previewLinks(deps.config);
   const personal = personalise(
     { ...recipient, email: recipient.email!, affinity: recipient.affinity ?? 'confirmed' },
     sharedContext(deps, recipient, { name: campaign.list_name }, links),

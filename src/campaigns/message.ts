@@ -24,6 +24,15 @@ export function recipientLinks(deps: LinkDeps, subscriberId: string, listId: str
   };
 }
 
+/**
+ * The links a preview shows: where they lead, with no token that works. A preview answers an
+ * API key, and the person's own links would let that key unsubscribe them or change their
+ * preferences as if it were them, with their click in the evidence.
+ */
+export function previewLinks(config: Deps['config']): RecipientLinks {
+  return { unsubscribeUrl: `${config.publicUrl}/u/preview`, preferencesUrl: `${config.publicUrl}/preferences/preview` };
+}
+
 /** The context every recipient gets whatever their level: the list, the links, the footer. */
 export function sharedContext(deps: LinkDeps, recipient: { locale: string }, list: { name: string }, links: RecipientLinks) {
   const catalogue = deps.catalogues[chooseLocale(matchLocale(recipient.locale))];
