@@ -54,6 +54,15 @@ export function classifyFailure(outcome: {
   return outcome.fallback;
 }
 
+/**
+ * A provider's own "hard" verdict, checked against the same exceptions (a full mailbox,
+ * 5.7.x). A provider's "soft" verdict stays temporary: it is still trying, or knows the
+ * address was not at fault.
+ */
+export function confirmPermanent(status: string | null, diagnostic: string | null): 'permanent' | 'temporary' {
+  return classifyFailure({ status, diagnostic, fallback: 'permanent' }) === 'temporary' ? 'temporary' : 'permanent';
+}
+
 /** Most severe first, so a report naming several recipients says its worst. */
 const SEVERITY: readonly FailureKind[] = ['permanent', 'temporary', 'delivered'];
 
