@@ -98,6 +98,13 @@ const request = (body: string) => ({ body, headers: new Headers({ 'content-type'
 const reportsOf = (outcome: SesOutcome) => (outcome.ok ? outcome.reports : []);
 
 describe('SES via SNS: the published samples', () => {
+  it('covers every SES sample in INDEX.json', () => {
+    expect(INDEX.filter((candidate) => candidate.kind === 'ses').map((candidate) => candidate.file).sort()).toEqual([
+      'ses-bounce-permanent-general-with-dsn-awsdocs.json', 'ses-complaint-abuse-mailbox-simulator.json',
+      'ses-complaint-abuse-with-feedback-awsdocs.json', 'ses-sns-envelope-bounce-permanent-general.json',
+    ]);
+  });
+
   it('the test certificate is a real one, issued by the test CA', () => {
     const signer = new X509Certificate(SIGNER.pem);
     expect(signer.checkIssued(new X509Certificate(CA.pem))).toBe(true);

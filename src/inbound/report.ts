@@ -91,7 +91,9 @@ async function readMessage(bytes: Buffer): Promise<Message | undefined> {
     const headers = new Map<string, string[]>();
     for (const { key, line } of parsed.headerLines) {
       const value = line.slice(line.indexOf(':') + 1).replace(/\r?\n[ \t]*/g, ' ').trim();
-      headers.set(key, [...(headers.get(key) ?? []), value]);
+      const values = headers.get(key);
+      if (values) values.push(value);
+      else headers.set(key, [value]);
     }
     const parts = parsed.attachments.map((part) => ({
       contentType: part.contentType.toLowerCase(),

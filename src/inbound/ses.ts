@@ -62,53 +62,57 @@ export function sesReport(notification: unknown, fallbackId: string): InboundRep
   const parsed = NOTIFICATION.safeParse(notification);
   if (!parsed.success) return undefined;
   const event = parsed.data;
-  const type = event.notificationType ?? event.eventType;
-  const common = {
-    provider: 'ses' as const,
+  const common: Common = {
+    provider: 'ses',
     originalMessageId: originalMessageId(event),
     providerMessageId: event.mail?.messageId ?? null,
     verpCandidates: verpCandidates(event),
   };
-  if (type === 'Bounce' && event.bounce) {
-    const { bounce } = event;
-    // Permanent is SES's hard verdict, checked against our exceptions; Transient and
-    // Undetermined stay temporary.
-    return failureReport(common, bounce.bouncedRecipients, bounce.bounceType === 'Permanent' ? 'permanent' : 'temporary', {
-      reportId: bounce.feedbackId ? `ses:${bounce.feedbackId}` : hashedId('ses', 'sns', fallbackId),
-      reportedAt: parseDate(bounce.timestamp),
+  const snsId = hashedId('ses', 'sns', fallbackId);
+  switch (event.notificationType ?? event.eventType) {
+    case 'Bounce': return event.bounce && bounceReport(common, event.bounce, snsId);
+    case 'Complaint': return event.complaint && complaintReport(common, event.complaint, snsId);
+    case 'Delivery': return event.delivery && deliveryReport(common, event.delivery, snsId);
+    case 'DeliveryDelay': return event.deliveryDelay && failureReport(common, event.deliveryDelay.delayedRecipients, 'temporary', {
+      reportId: snsId, reportedAt: parseDate(event.deliveryDelay.timestamp),
     });
+    default: return undefined;
   }
-  if (type === 'DeliveryDelay' && event.deliveryDelay) {
-    return failureReport(common, event.deliveryDelay.delayedRecipients, 'temporary', {
-      reportId: hashedId('ses', 'sns', fallbackId), reportedAt: parseDate(event.deliveryDelay.timestamp),
-    });
-  }
-  if (type === 'Complaint' && event.complaint) {
-    const { complaint } = event;
-    const feedbackType = complaint.complaintFeedbackType ?? null;
-    return providerReport({
-      ...common, ...classifyFeedback(feedbackType), feedbackType,
-      reportId: complaint.feedbackId ? `ses:${complaint.feedbackId}` : hashedId('ses', 'sns', fallbackId),
-      recipients: complaint.complainedRecipients.map((recipient) => recipient.emailAddress),
-      reportedAt: parseDate(complaint.timestamp),
-    });
-  }
-  if (type === 'Delivery' && event.delivery) {
-    return providerReport({
-      ...common, kind: 'delivered',
-      reportId: hashedId('ses', 'sns', fallbackId),
-      recipients: event.delivery.recipients,
-      status: findStatus(event.delivery.smtpResponse),
-      diagnostic: normaliseDiagnostic(event.delivery.smtpResponse),
-      reportedAt: parseDate(event.delivery.timestamp),
-    });
-  }
-  return undefined;
+}
+
+type Common = Pick<InboundReport, 'provider' | 'originalMessageId' | 'providerMessageId' | 'verpCandidates'>;
+
+function bounceReport(common: Common, bounce: NonNullable<SesNotification['bounce']>, snsId: string): InboundReport {
+  // Permanent is SES's hard verdict, checked against our exceptions; Transient and
+  // Undetermined stay temporary.
+  return failureReport(common, bounce.bouncedRecipients, bounce.bounceType === 'Permanent' ? 'permanent' : 'temporary', {
+    reportId: bounce.feedbackId ? `ses:${bounce.feedbackId}` : snsId,
+    reportedAt: parseDate(bounce.timestamp),
+  });
+}
+
+function complaintReport(common: Common, complaint: NonNullable<SesNotification['complaint']>, snsId: string): InboundReport {
+  const feedbackType = complaint.complaintFeedbackType ?? null;
+  return providerReport({
+    ...common, ...classifyFeedback(feedbackType), feedbackType,
+    reportId: complaint.feedbackId ? `ses:${complaint.feedbackId}` : snsId,
+    recipients: complaint.complainedRecipients.map((recipient) => recipient.emailAddress),
+    reportedAt: parseDate(complaint.timestamp),
+  });
+}
+
+function deliveryReport(common: Common, delivery: NonNullable<SesNotification['delivery']>, snsId: string): InboundReport {
+  return providerReport({
+    ...common, kind: 'delivered', reportId: snsId,
+    recipients: delivery.recipients,
+    status: findStatus(delivery.smtpResponse),
+    diagnostic: normaliseDiagnostic(delivery.smtpResponse),
+    reportedAt: parseDate(delivery.timestamp),
+  });
 }
 
 function failureReport(
-  common: Pick<InboundReport, 'provider' | 'originalMessageId' | 'providerMessageId' | 'verpCandidates'>,
-  recipients: readonly SesRecipient[], verdict: 'permanent' | 'temporary', identity: Pick<InboundReport, 'reportId' | 'reportedAt'>,
+  common: Common, recipients: readonly SesRecipient[], verdict: 'permanent' | 'temporary', identity: Pick<InboundReport, 'reportId' | 'reportedAt'>,
 ): InboundReport {
   const outcomes = recipients.map((recipient) => {
     const diagnostic = normaliseDiagnostic(recipient.diagnosticCode);
