@@ -1,8 +1,9 @@
 // A raw message (from the SMTP listener or POST /api/v1/inbound) to one InboundReport.
 // mailparser reads the MIME; the report parts it hands over as bytes are read by fields.ts.
-// Order matters: structured evidence first (ARF, Microsoft JMRP, RFC 3464), then what
-// only looks like a bounce (challenge-response, auto-replies), then the words of MTAs that
-// write no DSN. Garbage in any form is `not_a_report`, never an exception.
+// Order matters: feedback reports (ARF, Microsoft JMRP); challenge-response mail, which
+// may dress as a DSN; RFC 3464 delivery status; auto-replies, which Postfix-style
+// "Auto-Submitted" headers do not tell from bounces; and last the words of MTAs that write
+// no DSN. Garbage in any form is `not_a_report`, never an exception.
 import { simpleParser, type SimpleParserOptions } from 'mailparser';
 import { isAutoReply, isChallengeResponse, saysAutoReplied } from './autoreply.js';
 import {
@@ -118,8 +119,11 @@ function judge(message: Message, original: Original | undefined): Verdict {
   if (original?.headers.has('x-hmxmroriginalrecipient')) return fromFeedbackReport(new Map(), original);
   const statusTexts = message.parts.filter((part) => DSN_TYPES.has(part.contentType)).map((part) => part.text);
   const lead = leadText(message.text);
-  if (isChallengeResponse(message.headers, [lead, ...statusTexts])) return ignored('challenge_response');
   const dsn = fromDeliveryStatus(statusTexts);
+  if (isChallengeResponse(message.headers, [lead, ...statusTexts])) {
+    // What its DSN dress said stays as evidence; it names nobody to act on.
+    return { ...ignored('challenge_response'), status: dsn?.status ?? null, diagnostic: dsn?.diagnostic ?? null };
+  }
   if (dsn) return dsn;
   if (isAutoReply(message.headers, message.subject)) return ignored('auto_reply');
   const textBounce = looksLikeBounce(message.headers, message.subject) ? readTextBounce(message.headers, message.text) : undefined;
