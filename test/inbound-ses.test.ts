@@ -172,6 +172,10 @@ describe('SES via SNS: what is refused', () => {
     expect(server.fetched).toEqual([]);
   });
 
+  it('will not be built without a topic', () => {
+    expect(() => createSesReceiver({ topicArns: [], fetchCertificate: async () => SIGNER.pem })).toThrow();
+  });
+
   it('accepts the China regions\' SNS hosts', () => {
     expect(isSnsUrl('https://sns.cn-north-1.amazonaws.com.cn/SimpleNotificationService-x.pem', { certificate: true })).toBe(true);
   });

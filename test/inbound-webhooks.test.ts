@@ -194,3 +194,11 @@ describe('Mailgun webhooks (HMAC-SHA256 of timestamp + token)', () => {
     expect(call(payload(permanent.replace('"event": "failed"', '"event": "opened"')))).toEqual({ ok: true, reports: [] });
   });
 });
+
+describe('webhook receivers are built from their settings', () => {
+  it('refuse to be built without a token or key, or with a key that is none', () => {
+    expect(() => createPostmarkReceiver({ token: '' })).toThrow();
+    expect(() => createMailgunReceiver({ signingKey: '' })).toThrow();
+    expect(() => createSendGridReceiver({ publicKey: 'bm90IGEga2V5' })).toThrow();
+  });
+});

@@ -73,6 +73,7 @@ export function isSnsUrl(text: string, options: { certificate: boolean }): boole
 }
 
 export function createSesReceiver(settings: SesSettings): (request: WebhookRequest, now: number) => Promise<SesOutcome> {
+  if (settings.topicArns.length === 0) throw new Error('at least one SNS topic ARN is needed');
   const topics = new Set(settings.topicArns);
   const certificates = certificateCache(settings.fetchCertificate, settings.maxCachedCertificates ?? 16);
   const maxAge = settings.maxAgeMs ?? DEFAULT_MAX_AGE_MS;
