@@ -97,10 +97,14 @@ describe('Merkle trees (RFC 9162 §2.1)', () => {
       const proof = await inclusionProof(index, size, read);
       expect(verifyInclusion(index, size, leaves[index]!, proof, roots[size]!)).toBe(true);
       expect(verifyInclusion(index, size, leaves[(index + 1) % size]!, proof, roots[size]!)).toBe(size === 1 ? true : false);
+      // A proof that reaches the root is still refused for a tree of another size (sn must end at 0).
+      expect(verifyInclusion(index, size * 2, leaves[index]!, proof, roots[size]!)).toBe(false);
       const m = b % (size + 1);
       const consistency = await consistencyProof(m, size, read);
       expect(verifyConsistency(m, size, roots[m]!, roots[size]!, consistency)).toBe(true);
       if (m > 0 && m < size) expect(verifyConsistency(m, size, leafHash(Buffer.from('other')), roots[size]!, consistency)).toBe(false);
+      // Every tree extends the empty one, with an empty proof and no other.
+      expect(verifyConsistency(0, size, EMPTY_ROOT, roots[size]!, [leaves[0]!])).toBe(false);
     }), { numRuns: 200 });
   });
 
