@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import {
   consistencyProof, EMPTY_ROOT, inclusionProof, leafHash, type NodeId, nodeHash, rootHash, TreeBuilder, verifyConsistency, verifyInclusion,
 } from '../src/log/merkle.js';
+import { appendLeaves, rightEdge, type TileKey, tileName, tileNodeReader } from '../src/log/tiles.js';
 import {
   formatCheckpoint, formatVerifierKey, openNote, parseCheckpoint, parseNote, parseSignerKey, parseVerifierKey, signNote, signerFromSeed,
 } from '../src/log/note.js';
@@ -122,6 +123,45 @@ describe('Merkle trees (RFC 9162 §2.1)', () => {
     await expect(inclusionProof(8, 8, read)).rejects.toThrow(RangeError);
     await expect(inclusionProof(-1, 8, read)).rejects.toThrow(RangeError);
     await expect(consistencyProof(5, 4, read)).rejects.toThrow(RangeError);
+  });
+});
+
+describe('tiles (c2sp.org/tlog-tiles layout)', () => {
+  /** Appends leaves in batches to tiles kept in a Map, as the sequencer does to the database. */
+  function tiledTree(leaves: Buffer[], batches: number[]) {
+    const store = new Map<string, Buffer>();
+    let size = 0;
+    for (const batch of batches) {
+      const edge = new Map(rightEdge(size).map((key) => [tileName(key), store.get(tileName(key))!]));
+      for (const [name, tile] of appendLeaves(size, edge, leaves.slice(size, size + batch))) store.set(name, tile.hashes);
+      size += batch;
+    }
+    return tileNodeReader(async (keys: TileKey[]) => new Map(keys.filter((k) => store.has(tileName(k))).map((k) => [tileName(k), store.get(tileName(k))!])));
+  }
+
+  it('give the same roots and proofs as the leaves themselves, across three tile levels and any batching', async () => {
+    const total = 256 * 256 + 300; // a full level-1 tile, so level 2 holds an entry
+    const leaves = Array.from({ length: total }, (_, i) => leafHash(Buffer.from(`event ${i}`)));
+    const read = tiledTree(leaves, [1, 255, 1000, 256 * 256 - 1256, 299, 1]);
+    const builder = new TreeBuilder();
+    const roots = new Map<number, Buffer>();
+    const sizes = new Set([1, 2, 255, 256, 257, 4096, 65535, 65536, 65537, total]);
+    leaves.forEach((leaf, i) => {
+      builder.push(leaf);
+      if (sizes.has(i + 1)) roots.set(i + 1, builder.root());
+    });
+    for (const [size, root] of roots) expect((await rootHash(size, read)).equals(root), `root of ${size}`).toBe(true);
+    await fc.assert(fc.asyncProperty(fc.constantFrom(...sizes), fc.nat(), fc.constantFrom(...sizes), async (size, i, other) => {
+      const index = i % size;
+      expect(verifyInclusion(index, size, leaves[index]!, await inclusionProof(index, size, read), roots.get(size)!)).toBe(true);
+      const [m, n] = other <= size ? [other, size] : [size, other];
+      expect(verifyConsistency(m, n, roots.get(m)!, roots.get(n)!, await consistencyProof(m, n, read))).toBe(true);
+    }), { numRuns: 100 });
+  });
+
+  it('refuse to append to a tile that does not end where the tree does', () => {
+    const leaves = [leafHash(Buffer.from('a')), leafHash(Buffer.from('b'))];
+    expect(() => appendLeaves(1, new Map(), leaves)).toThrow(/does not end/);
   });
 });
 
