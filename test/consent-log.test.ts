@@ -7,6 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { leafHash, TreeBuilder } from '../src/log/merkle.js';
 import { openNote, parseCheckpoint, signerFromSeed } from '../src/log/note.js';
 import { ConsentLogSequencer, DEFAULT_SEQUENCER_OPTIONS } from '../src/log/sequencer.js';
+import { verifyLog } from '../src/log/verify.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { testLogger } from './helpers/logs.js';
 import { testConfig } from './helpers/service.js';
@@ -64,6 +65,8 @@ describe('sequencing and checkpoints', () => {
     const { rows } = await tdb.query(`select l.log_index::int as i, e.id from consent_log_entries l join consent_events e on e.id = l.event_id order by l.log_index`);
     expect(rows.map((r) => r.id)).toEqual([...rows.map((r) => r.id)].sort((a, b) => Number(a) - Number(b)));
 
+    const intact = await verifyLog(tdb.db, [], { key: signer, lateEventToleranceMs: DEFAULT_SEQUENCER_OPTIONS.lateEventToleranceMs });
+    expect(intact).toMatchObject({ ok: true, size: 10, checked: 1, unlogged: { count: 0 } });
     await seedEvents(3);
     const next = await seq.runOnce(Date.now(), { forceCheckpoint: true });
     expect(next).toMatchObject({ appended: 6, signed: { size: 16 } });
@@ -115,6 +118,13 @@ describe('an operator with full database rights rewriting history', () => {
   }
 
   async function expectHalted(seq: ConsentLogSequencer, reason: RegExp) {
+    // An auditor's copy of checkpoint 10, kept outside the database, also tells.
+    const kept = (await tdb.query('select note from consent_log_checkpoints where size = 10')).rows[0].note as string;
+    const verification = await verifyLog(tdb.db, [{ source: 'kept.txt', checkpoint: parseCheckpoint(openNote(kept, [signer]).text) }],
+      { key: signer, lateEventToleranceMs: DEFAULT_SEQUENCER_OPTIONS.lateEventToleranceMs });
+    expect(verification.ok).toBe(false);
+    expect(verification.parted?.size ?? verification.backdated).toBeTruthy();
+    if (verification.parted) expect(verification.parted.size).toBe(10);
     await seedEvents(1); // honest work goes on meanwhile
     const round = await seq.runOnce(Date.now(), { forceCheckpoint: true });
     expect(round.signed).toBeUndefined();

@@ -180,3 +180,11 @@ export async function logIndexes(db: Db, eventIds: string[]): Promise<Map<string
     select event_id, log_index from consent_log_entries where event_id = any(${eventIds}::bigint[])`.execute(db);
   return new Map(rows.map((row) => [row.event_id, Number(row.log_index)]));
 }
+
+/** Events without a leaf yet, and the oldest one's time: what the sequencer has still to take. */
+export async function countUnloggedEvents(db: Db): Promise<{ count: number; oldest: Date | null }> {
+  const { rows } = await sql<{ count: string; oldest: Date | null }>`
+    select count(*) as count, min(e.occurred_at) as oldest from consent_events e
+    where not exists (select 1 from consent_log_entries l where l.event_id = e.id)`.execute(db);
+  return { count: Number(rows[0]!.count), oldest: rows[0]!.oldest };
+}
