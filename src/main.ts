@@ -61,7 +61,9 @@ export async function openDatabase(config: Config, log: Logger): Promise<OpenDat
     db,
     async close() {
       await db.destroy();
-      await embedded?.stop();
+      if (!embedded) return;
+      await embedded.stop();
+      log.info('embedded PostgreSQL stopped');
     },
   };
 }
@@ -115,6 +117,7 @@ export async function startService(config: Config, roles: readonly Role[], log =
   // Workers finish or give back what they hold, then the SMTP pool and the database close.
   const stopBehindServer = async () => {
     await Promise.all([worker?.stop(), campaignWorker?.stop()]);
+    if (sender) log.info('mail workers stopped');
     sender?.close();
     await database.close();
   };
