@@ -43,3 +43,32 @@ export async function allPostgresProcessesOf(dataDir: string): Promise<number[]>
   const { postmasters, children } = await postgresProcessesOf(dataDir);
   return [...postmasters.map((p) => p.pid), ...children];
 }
+
+async function stopped(pid: number): Promise<boolean> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+  return stat.slice(stat.lastIndexOf(')') + 2).startsWith('T');
+}
+
+async function stop(pids: number[]): Promise<void> {
+  for (const pid of pids) process.kill(pid, 'SIGSTOP');
+  // kill() returns before the signal has taken effect
+  for (const pid of pids) while (!(await stopped(pid))) await new Promise((resolve) => setTimeout(resolve, 5));
+}
+
+/**
+ * Freezes the embedded PostgreSQL of `dataDir` (SIGSTOP): its sockets stay open, nothing
+ * answers. The postmaster first, so that no backend is forked after the children are listed.
+ * Returns the frozen processes, for thaw().
+ */
+export async function freezePostgres(dataDir: string): Promise<number[]> {
+  const postmasters = (await postgresProcessesOf(dataDir)).postmasters.map((p) => p.pid);
+  await stop(postmasters);
+  const { children } = await postgresProcessesOf(dataDir);
+  await stop(children);
+  return [...postmasters, ...children];
+}
+
+/** SIGCONT to what freezePostgres stopped: its children first, then the postmaster. */
+export function thaw(pids: number[]): void {
+  for (const pid of [...pids].reverse()) process.kill(pid, 'SIGCONT');
+}
