@@ -52,7 +52,7 @@ else
     tail -15 "$log_dir/dockerd.log" | sed 's/^/  dockerd: /'
     stop_dockerd
     dockerd_pid=
-    skip "dockerd did not start within 30 s (its log: $log_dir/dockerd.log)"
+    skip "dockerd could not start: it exited, or did not answer within 30 s (its log: $log_dir/dockerd.log)"
   fi
   say "started dockerd (pid $dockerd_pid, log $log_dir/dockerd.log)"
 fi

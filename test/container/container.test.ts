@@ -159,6 +159,18 @@ describe('the image in a real engine', () => {
     expect(await docker('run', '--rm', '--network', 'host', '--entrypoint', 'id', image!, '-un')).toBe('node');
   });
 
+  it('refuses to start in production without its four settings, one line each, exit code 2', async () => {
+    const refused = await run('docker', ['run', '--rm', '--network', 'host', image!], { timeout: 60_000 })
+      .then(() => ({ code: 0, stderr: '' }), (error: { code: number; stderr: string }) => error);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr.trim().split('\n')).toEqual([
+      expect.stringMatching(/^assent: DATABASE_URL is required in production/),
+      expect.stringMatching(/^assent: SMTP_URL is required in production/),
+      expect.stringMatching(/^assent: PUBLIC_URL is required in production/),
+      expect.stringMatching(/^assent: TOKEN_SECRETS is required in production/),
+    ]);
+  });
+
   it('migrates a fresh database, takes a signup, mails it, turns healthy, and exits 0 on docker stop', async () => {
     const both = await startContainer('both');
     const list = await api(both.base, 'POST', '/api/v1/lists', { slug: 'news', name: 'News', consent_text: 'Send me the news.' });
