@@ -19,6 +19,9 @@ cd "$(dirname "$0")/.."
 
 log_dir=${CONTAINER_TEST_LOG_DIR:-$(mktemp -d /tmp/assent-container-test.XXXXXX)}
 mkdir -p "$log_dir"
+# A folder of our own making goes once the test has passed; after a failure or a skip its logs stay.
+passed=
+remove_logs() { [ -n "$passed" ] && [ -z "${CONTAINER_TEST_LOG_DIR:-}" ] && rm -rf "$log_dir"; return 0; }
 started=$SECONDS
 say() { echo "container test: $*"; }
 skip() { say "SKIPPED: $*"; exit 0; }
@@ -30,7 +33,7 @@ stop_dockerd() {
   for _ in $(seq 60); do kill -0 "$dockerd_pid" 2>/dev/null || return 0; sleep 0.5; done
   kill -KILL "$dockerd_pid" 2>/dev/null || true
 }
-trap stop_dockerd EXIT
+trap 'stop_dockerd; remove_logs' EXIT
 
 engine_ready() { timeout 10 docker info >/dev/null 2>&1; }
 
@@ -82,4 +85,5 @@ docker image prune --force >/dev/null 2>&1 || true
 phase=$SECONDS
 ASSENT_IMAGE=$image DATABASE_URL=${CONTAINER_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres} \
   timeout 900 npx vitest run --config vitest.container.config.ts
+passed=1
 say "containers tested in $((SECONDS - phase)) s; $((SECONDS - started)) s in all"
