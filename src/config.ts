@@ -24,6 +24,8 @@ export interface Config {
   readonly databaseUrl: string | undefined;
   /** Connections per process. Each campaign send in flight holds one while SMTP answers. */
   readonly databasePoolSize: number;
+  /** How long one statement may take before the request gets 503, in ms; 0: no limit. */
+  readonly databaseStatementTimeoutMs: number;
   readonly dataDir: string;
   readonly smtpUrl: string | undefined;
   readonly mailFrom: string;
@@ -55,6 +57,15 @@ export function parseRateLimit(text: string): RateLimit | undefined | Error {
   return { count, windowMs: unit * (match[2] ? Number(match[2]) : 1) };
 }
 
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1_000, min: 60_000 };
+
+/** `5s`, `500ms`, `2min`; `0` is no limit. */
+export function parseDuration(text: string): number | Error {
+  const match = /^(\d+)\s*(ms|s|min)?$/.exec(text.trim());
+  if (!match || (match[2] === undefined && match[1] !== '0')) return new Error(`expected a duration such as 5s or 500ms, got "${text}"`);
+  return Number(match[1]) * DURATION_UNITS[match[2] ?? 'ms']!;
+}
+
 const list = (text: string | undefined) =>
   (text ?? '').split(',').map((item) => item.trim()).filter((item) => item.length > 0);
 
@@ -67,6 +78,9 @@ const envSchema = z.object({
   PUBLIC_URL: z.url({ protocol: /^https?$/ }).optional(),
   DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must start with postgres://').optional(),
   DATABASE_POOL_SIZE: z.coerce.number().int().min(2).max(1000).default(10),
+  // Every statement of a request or a worker round takes milliseconds; 5 s is a database that
+  // is frozen or cut off, and the client should hear 503 rather than wait for it.
+  DATABASE_STATEMENT_TIMEOUT: z.string().default('5s'),
   DATA_DIR: z.string().min(1).default('./.data'),
   SMTP_URL: z.string().regex(/^smtps?:\/\//, 'must start with smtp:// or smtps://').optional(),
   MAIL_FROM: z.string().min(3).default('assent <no-reply@localhost>'),
@@ -115,6 +129,8 @@ export function parseConfig(env: Record<string, string | undefined>): ConfigResu
   if (e.METRICS_PORT !== undefined && e.METRICS_PORT !== 0 && e.METRICS_PORT === e.PORT) {
     problems.push('METRICS_PORT must differ from PORT: it is where the public cannot reach');
   }
+  const statementTimeout = parseDuration(e.DATABASE_STATEMENT_TIMEOUT);
+  if (statementTimeout instanceof Error) problems.push(`DATABASE_STATEMENT_TIMEOUT: ${statementTimeout.message}`);
 
   const dkimParts = [e.DKIM_DOMAIN, e.DKIM_SELECTOR, e.DKIM_PRIVATE_KEY].filter((part) => part !== undefined);
   if (dkimParts.length > 0 && dkimParts.length < 3) {
@@ -131,6 +147,7 @@ export function parseConfig(env: Record<string, string | undefined>): ConfigResu
     publicUrl: (e.PUBLIC_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, ''),
     databaseUrl: e.DATABASE_URL,
     databasePoolSize: e.DATABASE_POOL_SIZE,
+    databaseStatementTimeoutMs: statementTimeout as number,
     dataDir: e.DATA_DIR,
     smtpUrl: e.SMTP_URL,
     mailFrom: e.MAIL_FROM,

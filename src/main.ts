@@ -49,20 +49,27 @@ export interface OpenDatabase {
 export async function openDatabase(config: Config, log: Logger): Promise<OpenDatabase> {
   const embedded = config.databaseUrl ? undefined : await startEmbeddedDatabase(config.dataDir, { log: (line) => log.info(line) });
   if (embedded) log.info({ data_dir: path.resolve(config.dataDir) }, 'embedded PostgreSQL started');
-  const db = createDatabase(config.databaseUrl ?? embedded!.url, { max: config.databasePoolSize });
+  const url = config.databaseUrl ?? embedded!.url;
+  // Migrations on a connection of their own without DATABASE_STATEMENT_TIMEOUT: one may
+  // rewrite a large table for minutes, and cutting it off only rolls it back to start over.
+  const migrator = createDatabase(url, { max: 1 });
   try {
-    const applied = await migrateToLatest(db);
+    const applied = await migrateToLatest(migrator);
     if (applied.length > 0) log.info({ migrations: applied }, 'migrations applied');
   } catch (error) {
-    await db.destroy();
+    await migrator.destroy();
     await embedded?.stop();
     throw error;
   }
+  await migrator.destroy();
+  const db = createDatabase(url, { max: config.databasePoolSize, statementTimeoutMs: config.databaseStatementTimeoutMs });
   return {
     db,
     async close() {
       await db.destroy();
-      await embedded?.stop();
+      if (!embedded) return;
+      await embedded.stop();
+      log.info('embedded PostgreSQL stopped');
     },
   };
 }
@@ -154,6 +161,7 @@ export async function startService(config: Config, roles: readonly Role[], log =
   // Workers finish or give back what they hold, then the SMTP pool and the database close.
   const stopBehindServer = async () => {
     await Promise.all([worker?.stop(), campaignWorker?.stop()]);
+    if (sender) log.info('mail workers stopped');
     sender?.close();
     await database.close();
   };

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseConfig, parseRateLimit } from '../src/config.js';
+import { parseConfig, parseDuration, parseRateLimit } from '../src/config.js';
 
 describe('configuration', () => {
   it('has working defaults in development', () => {
@@ -7,7 +7,7 @@ describe('configuration', () => {
     expect(result.ok).toBe(true);
     if (!result.ok) return;
     expect(result.config).toMatchObject({
-      port: 3000, host: '127.0.0.1', databasePoolSize: 10, publicUrl: 'http://localhost:3000', dataDir: './.data',
+      port: 3000, host: '127.0.0.1', databasePoolSize: 10, databaseStatementTimeoutMs: 5_000, publicUrl: 'http://localhost:3000', dataDir: './.data',
       mailFrom: 'assent <no-reply@localhost>', subscribeRateLimit: { count: 20, windowMs: 60_000 }, sendRate: 0, trustProxy: false,
       metricsPort: undefined, metricsToken: undefined, apiAuthFailureLimit: { count: 10, windowMs: 60_000 },
     });
@@ -41,6 +41,8 @@ describe('configuration', () => {
       .toMatchObject({ ok: true, config: { metricsPort: 9100, metricsToken: 'scrape-token-0123456789' } });
     expect(parseConfig({ API_AUTH_FAILURE_LIMIT: 'lots' })).toMatchObject({ ok: false, problems: [expect.stringContaining('API_AUTH_FAILURE_LIMIT')] });
     expect(parseConfig({ API_AUTH_FAILURE_LIMIT: '0' })).toMatchObject({ ok: true, config: { apiAuthFailureLimit: undefined } });
+    expect(parseConfig({ DATABASE_STATEMENT_TIMEOUT: '5' })).toMatchObject({ ok: false, problems: [expect.stringContaining('DATABASE_STATEMENT_TIMEOUT')] });
+    expect(parseConfig({ DATABASE_STATEMENT_TIMEOUT: '30s' })).toMatchObject({ ok: true, config: { databaseStatementTimeoutMs: 30_000 } });
   });
 
   it('reads rate limits', () => {
@@ -48,5 +50,14 @@ describe('configuration', () => {
     expect(parseRateLimit('5/s')).toEqual({ count: 5, windowMs: 1000 });
     expect(parseRateLimit('100/10min')).toEqual({ count: 100, windowMs: 600_000 });
     expect(parseRateLimit('x')).toBeInstanceOf(Error);
+  });
+
+  it('reads durations, with their unit', () => {
+    expect(parseDuration('0')).toBe(0);
+    expect(parseDuration('750ms')).toBe(750);
+    expect(parseDuration('5s')).toBe(5_000);
+    expect(parseDuration('2min')).toBe(120_000);
+    expect(parseDuration('5')).toBeInstanceOf(Error); // seconds or milliseconds? say which
+    expect(parseDuration('-1s')).toBeInstanceOf(Error);
   });
 });

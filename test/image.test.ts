@@ -1,7 +1,9 @@
-// The container image, built the way the Dockerfile builds it but without Docker (no engine
-// here): the Dockerfile's own COPY lines stage the files, scripts/image.sh runs each stage,
-// and the result is started as the image starts it, in production mode, against the test
-// database and a real SMTP peer. Its HEALTHCHECK command is run as Docker would run it.
+// The container image, built the way the Dockerfile builds it but without Docker, so that
+// `npm test` checks it on any machine: the Dockerfile's own COPY lines stage the files,
+// scripts/image.sh runs each stage, and the result is started as the image starts it, in
+// production mode, against the test database and a real SMTP peer. Its HEALTHCHECK command
+// is run as Docker would run it. scripts/container-test.sh builds and runs the real image
+// with a Docker engine (in CI).
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { cp, mkdir, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';

@@ -1,7 +1,7 @@
 // Outages of the two things the service depends on, against the real service, a real
 // PostgreSQL and a real SMTP peer: the relay refusing and then answering 421 while
-// confirmations and a 2,000-mail campaign wait, and PostgreSQL stopped for 10 s during a
-// stream of signups.
+// confirmations and a 2,000-mail campaign wait, and PostgreSQL stopped for 10 s, or frozen
+// for 10 s (SIGSTOP), during a stream of signups.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -17,7 +17,8 @@ import { CampaignWorker, DEFAULT_CAMPAIGN_OPTIONS } from '../src/workers/campaig
 import { DEFAULT_OUTBOX_OPTIONS, OutboxWorker } from '../src/workers/outbox.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { createList, freshIp, postJson, seedConfirmed } from './helpers/http.js';
-import { API_KEY, createTestService, type TestService } from './helpers/service.js';
+import { freezePostgres, thaw } from './helpers/processes.js';
+import { API_KEY, createTestService, type TestService, testConfig } from './helpers/service.js';
 import { SmtpSink } from './helpers/smtp.js';
 import { until } from './helpers/wait.js';
 
@@ -210,6 +211,70 @@ describe('an Idempotency-Key whose first request never stored its answer', () =>
   });
 });
 
+interface Answer {
+  email: string;
+  started: number;
+  ended: number;
+  /** The HTTP status, 'hung' past the deadline, or what broke the exchange. */
+  status: number | string;
+  retryAfter: string | null;
+  code: string | undefined;
+}
+
+async function signUp(base: string, email: string, hungMs: number): Promise<Answer> {
+  const started = Date.now();
+  try {
+    const response = await fetch(`${base}/subscribe`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-forwarded-for': freshIp() },
+      body: JSON.stringify({ email, list: 'news' }),
+      signal: AbortSignal.timeout(hungMs),
+    });
+    const body = await response.json() as { error?: { code: string } };
+    return { email, started, ended: Date.now(), status: response.status, retryAfter: response.headers.get('retry-after'), code: body.error?.code };
+  } catch (error) {
+    const status = (error as Error).name === 'TimeoutError' ? 'hung' : `${error} (${(error as Error).cause})`;
+    return { email, started, ended: Date.now(), status, retryAfter: null, code: undefined };
+  }
+}
+
+/** Four clients signing up one after another until stop(); every answer is kept. */
+function signupStreams(base: string, options: { prefix: string; hungMs: number }) {
+  const answers: Answer[] = [];
+  let streaming = true;
+  let sent = 0;
+  const stream = async () => {
+    while (streaming) {
+      answers.push(await signUp(base, `${options.prefix}${sent++}@example.org`, options.hungMs));
+      await sleep(20);
+    }
+  };
+  const streams = Array.from({ length: 4 }, stream);
+  return {
+    answers,
+    accepted: () => answers.filter((a) => a.status === 202).length,
+    async stop() {
+      streaming = false;
+      await Promise.all(streams);
+    },
+  };
+}
+
+/** The accepted signups that lack their subscriber, their consent event with evidence, or their mail. */
+async function lostSignups(db: Database, emails: string[]): Promise<string[]> {
+  const found = await db.selectFrom('subscribers as s')
+    .select((eb) => [
+      's.email',
+      eb.selectFrom('consent_events as e').innerJoin('consent_evidence as v', 'v.event_id', 'e.id')
+        .select(eb.fn.countAll<string>().as('n')).whereRef('e.subscriber_id', '=', 's.id').where('e.kind', '=', 'requested').as('events'),
+      eb.selectFrom('outbox as o').select(eb.fn.countAll<string>().as('n')).whereRef('o.subscriber_id', '=', 's.id').as('mails'),
+    ])
+    .where('s.email', 'in', emails)
+    .execute();
+  const whole = new Set(found.filter((row) => Number(row.events) === 1 && Number(row.mails) === 1).map((row) => row.email));
+  return emails.filter((email) => !whole.has(email));
+}
+
 describe('PostgreSQL stops for 10 s and starts again', () => {
   const OUTAGE_MS = 10_000;
   // A request that takes longer than this has hung: the pool gives up connecting after 5 s.
@@ -246,46 +311,10 @@ describe('PostgreSQL stops for 10 s and starts again', () => {
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  interface Answer {
-    email: string;
-    started: number;
-    ended: number;
-    /** The HTTP status, 'hung' past HUNG_MS, or what broke the exchange. */
-    status: number | string;
-    retryAfter: string | null;
-    code: string | undefined;
-  }
-
-  async function signUp(email: string): Promise<Answer> {
-    const started = Date.now();
-    try {
-      const response = await fetch(`${base}/subscribe`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', 'x-forwarded-for': freshIp() },
-        body: JSON.stringify({ email, list: 'news' }),
-        signal: AbortSignal.timeout(HUNG_MS),
-      });
-      const body = await response.json() as { error?: { code: string } };
-      return { email, started, ended: Date.now(), status: response.status, retryAfter: response.headers.get('retry-after'), code: body.error?.code };
-    } catch (error) {
-      const status = (error as Error).name === 'TimeoutError' ? 'hung' : `${error} (${(error as Error).cause})`;
-      return { email, started, ended: Date.now(), status, retryAfter: null, code: undefined };
-    }
-  }
-
   it('answers 503 with Retry-After meanwhile, loses no accepted signup, and recovers without a restart', async () => {
     service.worker.start();
-    const answers: Answer[] = [];
-    let streaming = true;
-    let sent = 0;
-    const stream = async () => {
-      while (streaming) {
-        answers.push(await signUp(`stream${sent++}@example.org`));
-        await sleep(20);
-      }
-    };
-    const streams = Array.from({ length: 4 }, stream);
-    const accepted = () => answers.filter((a) => a.status === 202).length;
+    const signups = signupStreams(base, { prefix: 'stream', hungMs: HUNG_MS });
+    const { answers, accepted } = signups;
 
     await until('signups to be accepted', () => accepted() >= 20 || answers.some((a) => typeof a.status === 'string'));
     await database.stop();
@@ -299,8 +328,7 @@ describe('PostgreSQL stops for 10 s and starts again', () => {
     database = await startEmbeddedDatabase(dir, { port });
     const up = Date.now();
     await until('signups to be accepted again', () => accepted() >= acceptedBefore + 20, 30_000);
-    streaming = false;
-    await Promise.all(streams);
+    await signups.stop();
 
     expect(answers.filter((a) => typeof a.status === 'string')).toEqual([]);
     expect(answers.filter((a) => a.status !== 202 && a.status !== 503)).toEqual([]);
@@ -316,17 +344,7 @@ describe('PostgreSQL stops for 10 s and starts again', () => {
 
     // Every 202 left its subscriber, its consent event with evidence, and its mail.
     const emails = answers.filter((a) => a.status === 202).map((a) => a.email);
-    const { rows } = await db.selectFrom('subscribers as s')
-      .select((eb) => [
-        's.email',
-        eb.selectFrom('consent_events as e').innerJoin('consent_evidence as v', 'v.event_id', 'e.id')
-          .select(eb.fn.countAll<string>().as('n')).whereRef('e.subscriber_id', '=', 's.id').where('e.kind', '=', 'requested').as('events'),
-        eb.selectFrom('outbox as o').select(eb.fn.countAll<string>().as('n')).whereRef('o.subscriber_id', '=', 's.id').as('mails'),
-      ])
-      .where('s.email', 'in', emails)
-      .execute().then((found) => ({ rows: found }));
-    expect(rows).toHaveLength(emails.length);
-    expect(rows.filter((row) => Number(row.events) !== 1 || Number(row.mails) !== 1)).toEqual([]);
+    expect(await lostSignups(db, emails)).toEqual([]);
 
     // The worker in this process went on too. Rows it had claimed as the server went down
     // (the claim committed, its answer lost) stay leased to it until the lease runs out, as
@@ -346,4 +364,98 @@ describe('PostgreSQL stops for 10 s and starts again', () => {
     const twice = emails.filter((email) => deliveries(smtp).get(email)! > 1);
     expect(twice.filter((email) => !sentBeforeRestart.has(email))).toEqual([]);
   }, 90_000);
+});
+
+describe('PostgreSQL freezes for 10 s: connections open, no answers', () => {
+  // SIGSTOP on the postmaster and every backend: connections stay open and the kernel still
+  // completes new ones, but nothing answers, as with a hung host or a network that drops
+  // packets without resetting. Only our own deadlines can end a request then.
+  const FREEZE_MS = 10_000;
+  // The statement timeout (5 s by default) and its second of grace, or the 5 s connect
+  // timeout, with 3 s to spare; shorter than the freeze, so a request that waited for the
+  // thaw counts as hung.
+  const HUNG_MS = 9_000;
+  let dir: string;
+  let database: EmbeddedDatabase;
+  let db: Database;
+  let smtp: SmtpSink;
+  let service: TestService;
+  let server: ServerType;
+  let base: string;
+  let frozen: number[] = [];
+
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'assent-freeze-'));
+    database = await startEmbeddedDatabase(dir);
+    const migrator = createDatabase(database.url, { max: 1 });
+    await migrateToLatest(migrator);
+    await migrator.destroy();
+    // The pool as the service makes it, with the configured statement timeout.
+    db = createDatabase(database.url, { statementTimeoutMs: testConfig().databaseStatementTimeoutMs });
+    smtp = await new SmtpSink().start();
+    service = await createTestService(db, { smtpUrl: smtp.url });
+    await createList(service, 'news');
+    server = serve({ fetch: service.app.fetch, port: 0, hostname: '127.0.0.1' });
+    await new Promise((resolve) => server.once('listening', resolve));
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  }, 120_000);
+  afterAll(async () => {
+    thaw(frozen); // a failed test must not leave it frozen
+    await new Promise((resolve) => server?.close(resolve));
+    service?.close();
+    await smtp?.stop();
+    await db?.destroy();
+    await database?.stop();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('answers every signup 202 or 503 before the deadline, loses no accepted one, and recovers without a restart', async () => {
+    service.worker.start();
+    const signups = signupStreams(base, { prefix: 'frozen', hungMs: HUNG_MS });
+    const { answers } = signups;
+    await until('signups to be accepted', () => signups.accepted() >= 20 || answers.some((a) => typeof a.status === 'string'));
+
+    frozen = await freezePostgres(dir);
+    expect(frozen.length).toBeGreaterThan(1);
+    const down = Date.now();
+    await sleep(FREEZE_MS / 5);
+    const readyStarted = Date.now();
+    const ready = fetch(`${base}/readyz`, { signal: AbortSignal.timeout(HUNG_MS) }).then((response) => ({ status: response.status, at: Date.now() }));
+    await sleep(FREEZE_MS - (Date.now() - down));
+    const thawed = Date.now();
+    thaw(frozen);
+    frozen = [];
+    try {
+      const readiness = await ready;
+      expect(readiness.status).toBe(503);
+      expect(readiness.at - readyStarted).toBeLessThan(HUNG_MS);
+      const acceptedBefore = signups.accepted();
+      await until('signups to be accepted again', () => signups.accepted() >= acceptedBefore + 20, 60_000);
+    } finally {
+      await signups.stop();
+    }
+
+    expect(answers.filter((a) => typeof a.status === 'string')).toEqual([]);
+    expect(answers.filter((a) => a.status !== 202 && a.status !== 503)).toEqual([]);
+    const refused = answers.filter((a) => a.status === 503);
+    expect(refused.length).toBeGreaterThan(0);
+    expect(refused.filter((a) => a.retryAfter !== '5' || a.code !== 'unavailable')).toEqual([]);
+    // Answered during the freeze: refused, within the deadline (none hung, above), rather than
+    // kept waiting for the thaw.
+    const whileFrozen = answers.filter((a) => a.ended > down && a.ended <= thawed);
+    expect(whileFrozen.length).toBeGreaterThan(0);
+    expect(whileFrozen.filter((a) => a.status !== 503)).toEqual([]);
+    expect((await fetch(`${base}/readyz`)).status).toBe(200);
+
+    const emails = answers.filter((a) => a.status === 202).map((a) => a.email);
+    expect(await lostSignups(db, emails)).toEqual([]);
+    // The worker came back too: the confirmations of signups accepted after the thaw arrive.
+    const afterThaw = answers.filter((a) => a.status === 202 && a.started > thawed).map((a) => a.email);
+    expect(afterThaw.length).toBeGreaterThan(0);
+    try {
+      await until('confirmations of signups after the thaw', () => afterThaw.every((email) => deliveries(smtp).has(email)), 30_000);
+    } finally {
+      await service.worker.stop();
+    }
+  }, 120_000);
 });

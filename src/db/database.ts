@@ -57,8 +57,19 @@ function compileWithStandIns<A extends Record<string, unknown>, R>(
   return { query, slots };
 }
 
+export interface DatabaseOptions {
+  /** Connections in the pool. */
+  max?: number;
+  /**
+   * How long one statement may run, in ms (DATABASE_STATEMENT_TIMEOUT); absent or 0: no
+   * limit (migrations, tools). A transaction that needs longer says so: allowLongStatements.
+   */
+  statementTimeoutMs?: number;
+}
+
 // bigint ids stay strings (exact beyond 2^53); counts are cast where they are read.
-export function createDatabase(connectionString: string, options: { max?: number } = {}): Database {
+export function createDatabase(connectionString: string, options: DatabaseOptions = {}): Database {
+  const statementTimeoutMs = options.statementTimeoutMs || undefined;
   const pool = new pg.Pool({
     connectionString,
     max: options.max ?? 10,
@@ -68,7 +79,12 @@ export function createDatabase(connectionString: string, options: { max?: number
     // A server that vanished without closing the socket (a host gone, a partition) is
     // noticed by the kernel instead of never.
     keepAlive: true,
+    // The server cancels a statement that runs too long (57014) and the connection stays
+    // usable: a slow statement on a live server. See answerWithin for one that never answers.
+    ...(statementTimeoutMs && { statement_timeout: statementTimeoutMs }),
   });
+  // An allowance lasts for one checkout of a connection: one transaction.
+  pool.on('release', (_error: unknown, client: pg.PoolClient) => { allowances.delete(client); });
   // An idle client whose server went away emits 'error'; without a listener that kills the process.
   pool.on('error', () => undefined);
   // So does a client that is checked out but between statements (inside a transaction, or a
@@ -78,9 +94,63 @@ export function createDatabase(connectionString: string, options: { max?: number
   // Found by test/outage.test.ts: a PostgreSQL restart ended the process.
   pool.on('connect', (client) => {
     client.on('error', () => undefined);
-    prepareRepeatedStatements(client);
+    wrapQueries(client, { statementTimeoutMs });
   });
   return new Kysely<DB>({ dialect: new PostgresDialect({ pool }) });
+}
+
+// The one statement allowLongStatements sends, recognised by its text when it passes through
+// wrapQueries: that is where the connection is, which Kysely does not hand out.
+const ALLOWANCE_TEXT = "select set_config('statement_timeout', $1, true)";
+/** Connections whose current transaction may run statements longer than the pool's timeout, in ms. */
+const allowances = new WeakMap<pg.PoolClient, number>();
+
+/**
+ * Lets the statements of this transaction run up to `timeoutMs` (0: no limit) instead of
+ * DATABASE_STATEMENT_TIMEOUT, on the server (a local statement_timeout, gone at commit or
+ * rollback) and in our own deadline: for work that is slow by nature, such as fixing a
+ * campaign's audience (about 15 s for a million recipients).
+ */
+export async function allowLongStatements(trx: Trx, options: { timeoutMs: number }): Promise<void> {
+  await sql`select set_config('statement_timeout', ${String(options.timeoutMs)}, true)`.execute(trx);
+}
+
+// Past the server's own statement_timeout, a second for its cancellation to come back.
+const ANSWER_GRACE_MS = 1_000;
+
+/** Every statement of a connection passes here: named once it repeats, and answered in time. */
+function wrapQueries(client: pg.PoolClient, options: { statementTimeoutMs: number | undefined }): void {
+  const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+  (client as unknown as { query: (...args: unknown[]) => unknown }).query = (config: unknown, values?: unknown, ...rest: unknown[]) => {
+    if (config === ALLOWANCE_TEXT && Array.isArray(values)) allowances.set(client, Number(values[0]));
+    const name = typeof config === 'string' && Array.isArray(values) && values.length > 0 ? statementName(config) : undefined;
+    const pending = name ? query({ name, text: config, values }, ...rest) : query(config, values, ...rest);
+    const limitMs = allowances.get(client) ?? options.statementTimeoutMs;
+    return limitMs && pending instanceof Promise ? answerWithin(client, pending, limitMs + ANSWER_GRACE_MS) : pending;
+  };
+}
+
+/**
+ * The statement's answer, or after `ms` an error that maps to 503. statement_timeout cannot
+ * help when the server answers nothing at all (frozen, or a network that drops packets
+ * without resetting: the socket stays open and the kernel's keepalive sees nothing wrong), so
+ * the client keeps its own deadline. The connection is then in an unknown state, halfway
+ * through a statement: it is closed, and the pool drops it on release.
+ * Found by test/outage.test.ts: with PostgreSQL stopped by SIGSTOP, requests waited as long
+ * as the freeze lasted.
+ */
+function answerWithin<T>(client: pg.PoolClient, pending: Promise<T>, ms: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      reject(Object.assign(new Error(`no answer from the database within ${ms} ms`), { code: 'ETIMEDOUT' }));
+      // With a statement in flight, end() closes the socket at once rather than waiting for the server.
+      client.end().catch(() => undefined);
+    }, ms);
+    pending.then(
+      (result) => { clearTimeout(timer); resolve(result); },
+      (error: unknown) => { clearTimeout(timer); reject(error); },
+    );
+  });
 }
 
 // A statement sent a few times is from then on sent as a named (prepared) statement, which
@@ -112,22 +182,13 @@ function statementName(text: string): string | undefined {
   return fresh;
 }
 
-function prepareRepeatedStatements(client: pg.PoolClient): void {
-  const query = client.query.bind(client) as (...args: unknown[]) => unknown;
-  (client as unknown as { query: (...args: unknown[]) => unknown }).query = (config: unknown, values?: unknown, ...rest: unknown[]) => {
-    if (typeof config === 'string' && Array.isArray(values) && values.length > 0) {
-      const name = statementName(config);
-      if (name) return query({ name, text: config, values }, ...rest);
-    }
-    return query(config, values, ...rest);
-  };
-}
-
 // Class 08 is "connection exception"; 57P01-57P03 are the server shutting down, crashed or
-// starting up; 53300 is too many connections. All pass once the server is back.
+// starting up; 53300 is too many connections; 57014 is a statement cancelled, here by
+// statement_timeout (ETIMEDOUT is our own deadline, answerWithin). All pass once the server
+// is back or less busy.
 const UNAVAILABLE_CODES = new Set([
   'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN',
-  '57P01', '57P02', '57P03', '53300',
+  '57P01', '57P02', '57P03', '53300', '57014',
 ]);
 const UNAVAILABLE_MESSAGES = /timeout exceeded when trying to connect|Connection terminated|not queryable/i;
 

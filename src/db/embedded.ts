@@ -104,6 +104,22 @@ async function stopLeftover(databaseDir: string, log: (line: string) => void): P
   for (let i = 0; i < 100 && existsSync(pidFile); i += 1) await new Promise((resolve) => setTimeout(resolve, 100));
 }
 
+/**
+ * `setpriv --pdeathsig INT` (util-linux), which asks the kernel to send the postmaster SIGINT
+ * (a fast shutdown) when the process that started it dies, however it dies, and then execs
+ * postgres in its place. Detached, the server no longer dies with a terminal's job, so without
+ * this a killed service would leave it running until the next start on the same DATA_DIR
+ * (stopLeftover). Linux only: elsewhere undefined, and that is what happens.
+ *
+ * The kernel ties the signal to the thread that forked the child, so the server must be
+ * started from the main thread (Node spawns from the thread that calls spawn), not a worker.
+ */
+function parentDeathSignal(): { command: string; args: string[] } | undefined {
+  if (process.platform !== 'linux') return undefined;
+  const command = ['/usr/bin/setpriv', '/bin/setpriv'].find((candidate) => existsSync(candidate));
+  return command ? { command, args: ['--pdeathsig', 'INT'] } : undefined;
+}
+
 async function waitUntilReady(url: string, server: ChildProcess, output: () => string): Promise<void> {
   const deadline = Date.now() + 30_000;
   while (Date.now() < deadline) {
@@ -158,13 +174,20 @@ export async function startEmbeddedDatabase(
   // A fixed port lets a restarted server be found again at the same URL (the outage test).
   const port = options.port ?? await freePort();
   // Listen on loopback only, with the socket in the data folder: /tmp may hold another server's.
-  const server = spawn(postgres, ['-D', databaseDir, '-p', String(port), '-k', databaseDir, '-c', 'listen_addresses=127.0.0.1'], {
-    ...owner, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, LC_ALL: 'C' },
+  const args = ['-D', databaseDir, '-p', String(port), '-k', databaseDir, '-c', 'listen_addresses=127.0.0.1'];
+  const guard = parentDeathSignal();
+  // Detached: a session and process group of its own, so a terminal's Ctrl-C (SIGINT to the
+  // whole foreground job) reaches only us, and we stop the server after the workers, which
+  // still need it to record their last sends.
+  const server = spawn(guard ? guard.command : postgres, guard ? [...guard.args, postgres, ...args] : args, {
+    ...owner, detached: true, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, LC_ALL: 'C' },
   });
   let output = '';
   server.stderr!.on('data', (chunk) => { output = (output + chunk).slice(-10_000); });
   server.on('error', (error) => { output += String(error); });
-  // If this process ends without stop(), take the server down with it.
+  // If this process ends without stop() but runs its exit handlers (process.exit, an uncaught
+  // error), take the server down with it. When it dies without them (SIGKILL, the OOM killer,
+  // a signal it does not handle), the parent-death signal above does the same.
   const killOnExit = () => server.kill('SIGINT');
   process.on('exit', killOnExit);
   const exited = new Promise<void>((resolve) => server.once('exit', () => resolve()));
