@@ -100,3 +100,20 @@ describe('allowLongStatements', () => {
     expect((await sent.json()).counts.queued).toBe(50);
   });
 });
+
+describe('a withdrawal waiting for a send under way', () => {
+  it('waits past DATABASE_STATEMENT_TIMEOUT for the send that holds the subscription, then answers 200: one click works, never 503', async () => {
+    const [id] = await seedConfirmed(tdb, 'news', 1, { prefix: 'held' });
+    const token = service.deps.signer.signUnsubscribe({ subscriberId: id!, listId: (await tdb.query(`select id from lists where slug = 'news'`)).rows[0].id });
+    // A campaign send holds the row FOR SHARE while its relay answers (workers/campaign.ts): here, 2.5 s.
+    const pending = await whileLocked(`select 1 from subscriptions where subscriber_id = '${id}' for share`, async () => {
+      const answer = service.app.request(`/u/${token}`, {
+        method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'List-Unsubscribe=One-Click',
+      });
+      await new Promise((resolve) => setTimeout(resolve, 2.5 * TIMEOUT_MS));
+      return { answer };
+    });
+    expect((await pending.answer).status).toBe(200);
+    expect((await tdb.query('select status from subscriptions where subscriber_id = $1', [id])).rows[0].status).toBe('unsubscribed');
+  });
+});

@@ -1,11 +1,13 @@
 // Subscribers as marketers and the people themselves see them: finding, the proof of
 // consent, affinity, export and erasure.
+import { allowLongStatements } from '../db/database.js';
 import type { Deps } from '../deps.js';
 import type { AffinityLevel, SubscriptionStatus } from '../db/schema.js';
 import { DomainError } from '../errors.js';
 import { addressHash } from './address.js';
 import { appendConsentEvent, chainHead, verifyChain, withoutLinkTokens } from './ledger.js';
 import * as store from './store.js';
+import { WITHDRAWAL_WAIT_MS } from './unsubscribe.js';
 import * as subscribers from './subscriber-store.js';
 
 /** Ordered from least to most familiar. */
@@ -157,6 +159,7 @@ export async function exportSubscriber(deps: Db & Pick<Deps, 'clock'>, id: strin
 export async function eraseSubscriber(deps: Db, id: string, requestedBy: { by: 'api' | 'subscriber'; key?: string }): Promise<void> {
   if (!UUID.test(id)) throw notFound(id);
   await deps.db.transaction().execute(async (trx) => {
+    await allowLongStatements(trx, { timeoutMs: WITHDRAWAL_WAIT_MS }); // its subscriptions may be sending, as for a withdrawal
     const subscriber = await store.lockSubscriber(trx, id);
     if (!subscriber) throw notFound(id);
     await subscribers.allowErasure(trx);

@@ -1,11 +1,19 @@
 // Withdrawal: one POST, no login, effective at once. The subscription row's FOR UPDATE lock
 // waits for any campaign send holding it FOR SHARE (workers/campaign.ts), so once this
 // commits and answers, no later send to this address and list can start.
+import { allowLongStatements } from '../db/database.js';
 import type { Deps } from '../deps.js';
 import { appendConsentEvent, chainHead } from './ledger.js';
 import type { RequestContext } from './signup.js';
 import * as store from './store.js';
 import { tokenHash, type UnsubscribeClaims } from './tokens.js';
+
+/**
+ * How long a withdrawal may wait for a campaign send that holds the subscription: a chunk of
+ * about 100 ms, or one send to a relay that hangs until the 30 s socket timeout. Waiting is the
+ * guarantee (no mail after the answer), so it outlasts DATABASE_STATEMENT_TIMEOUT.
+ */
+export const WITHDRAWAL_WAIT_MS = 45_000;
 
 export interface UnsubscribeTarget {
   list: { slug: string; name: string };
@@ -31,6 +39,7 @@ export async function unsubscribe(
   proof: { token: string; context: RequestContext; method: 'one-click' | 'page' | 'preferences' },
 ): Promise<UnsubscribeTarget | undefined> {
   const target = await deps.db.transaction().execute(async (trx) => {
+    await allowLongStatements(trx, { timeoutMs: WITHDRAWAL_WAIT_MS });
     const subscriber = await store.lockSubscriber(trx, claims.subscriberId);
     const subscription = subscriber && await store.lockSubscription(trx, claims.subscriberId, claims.listId);
     const list = await store.findListById(trx, claims.listId);
