@@ -55,6 +55,11 @@ export class ConsentLog {
     return inclusionProof(index, size, tileNodeReader((keys) => store.readTiles(this.db, keys)));
   }
 
+  /** The audit path of a leaf the caller knows to be in the tree of `size` (a receipt's events). */
+  proofOf(index: number, size: number): Promise<Buffer[]> {
+    return inclusionProof(index, size, tileNodeReader((keys) => store.readTiles(this.db, keys)));
+  }
+
   /** RFC 9162 §2.1.4.1 proof that the tree of `to` extends the one of `from`; 400 for anything else. */
   async consistencyProof(query: { from?: string; to?: string }): Promise<Buffer[]> {
     const from = parseCount('from', query.from);

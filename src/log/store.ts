@@ -188,3 +188,35 @@ export async function countUnloggedEvents(db: Db): Promise<{ count: number; olde
     where not exists (select 1 from consent_log_entries l where l.event_id = e.id)`.execute(db);
   return { count: Number(rows[0]!.count), oldest: rows[0]!.oldest };
 }
+
+export interface SubscriberEvent {
+  id: string;
+  listId: string | null;
+  listSlug: string | null;
+  kind: string;
+  occurredAt: Date;
+  evidenceHash: Buffer;
+  prevHash: Buffer | null;
+  hash: Buffer;
+  evidence: Record<string, unknown> | null;
+  logIndex: number | null;
+}
+
+/** A subscriber's consent events as their hashes cover them, with the evidence still held and each leaf index: what a receipt is made of. */
+export async function subscriberEvents(db: Db, subscriberId: string): Promise<SubscriberEvent[]> {
+  const { rows } = await sql<{
+    id: string; list_id: string | null; slug: string | null; kind: string; occurred_at: Date; evidence_hash: Buffer;
+    prev_hash: Buffer | null; hash: Buffer; evidence: Record<string, unknown> | null; log_index: string | null;
+  }>`
+    select e.id, e.list_id, l.slug, e.kind, e.occurred_at, e.evidence_hash, e.prev_hash, e.hash, v.evidence, x.log_index
+    from consent_events e
+    left join lists l on l.id = e.list_id
+    left join consent_evidence v on v.event_id = e.id
+    left join consent_log_entries x on x.event_id = e.id
+    where e.subscriber_id = ${subscriberId}
+    order by e.id`.execute(db);
+  return rows.map((row) => ({
+    id: row.id, listId: row.list_id, listSlug: row.slug, kind: row.kind, occurredAt: row.occurred_at, evidenceHash: row.evidence_hash,
+    prevHash: row.prev_hash, hash: row.hash, evidence: row.evidence, logIndex: row.log_index === null ? null : Number(row.log_index),
+  }));
+}
