@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { getCampaign } from './campaigns/campaigns.js';
 import { createList, SIGNUP_FIELDS, type SignupField } from './consent/lists.js';
 import { verifyChain } from './consent/ledger.js';
+import { MESSAGE_STATUSES } from './domain.js';
 import { DomainError } from './errors.js';
 import { createApiKey } from './keys/keys.js';
 import * as keyStore from './keys/store.js';
@@ -84,19 +85,18 @@ async function keys(args: string[]): Promise<number> {
 
 async function campaignsShow(id: string): Promise<void> {
   const campaign = await withDatabase((db) => getCampaign({ db }, id));
-  const { queued, sent, failed, skipped } = campaign.counts;
-  const total = queued + sent + failed + skipped;
-  const done = total - queued;
+  const { counts } = campaign;
+  const total = Object.values(counts).reduce((sum, count) => sum + count, 0);
+  const done = total - counts.queued;
   const date = (value: Date | null) => value?.toISOString() ?? '-';
+  // What is handled first, then what is still queued.
+  const shownStatuses = [...MESSAGE_STATUSES.filter((status) => status !== 'queued'), 'queued' as const];
   process.stdout.write([
     `campaign ${campaign.id}: ${campaign.name}`,
     `list       ${campaign.list}`,
     `status     ${campaign.status}`,
     `progress   ${done} of ${total} handled (${total === 0 ? 0 : Math.floor((done / total) * 100)}%)`,
-    `sent       ${sent}`,
-    `failed     ${failed}`,
-    `skipped    ${skipped}`,
-    `queued     ${queued}`,
+    ...shownStatuses.map((status) => `${status.padEnd(11)}${counts[status]}`),
     `created    ${date(campaign.created_at)}`,
     `sending    ${date(campaign.sending_at)}`,
     `finished   ${date(campaign.finished_at)}`,

@@ -5,10 +5,9 @@
 // (*sent*), the relay refuses it for good (*failed*), or it no longer may go (*skipped*:
 // unsubscribed, erased, or the campaign cancelled).
 import { findListBySlug } from '../consent/store.js';
-import { UUID } from '../consent/subscribers.js';
 import type { Deps } from '../deps.js';
 import { allowLongStatements } from '../db/database.js';
-import type { AffinityLevel, CampaignStatus, MessageStatus } from '../db/schema.js';
+import { type AffinityLevel, type CampaignStatus, MESSAGE_STATUSES, type MessageStatus, UUID, zeroCounts } from '../domain.js';
 import { DomainError } from '../errors.js';
 import { personalise } from './context.js';
 import { previewLinks, sharedContext } from './message.js';
@@ -39,7 +38,7 @@ async function views(deps: Pick<Deps, 'db'>, rows: NonNullable<Awaited<ReturnTyp
   return rows.map((row) => ({
     id: row.id, name: row.name, list: row.list, subject: row.subject, min_affinity: row.min_affinity, status: row.status,
     created_at: row.created_at, sending_at: row.sending_at, finished_at: row.finished_at,
-    counts: counts.get(row.id) ?? { queued: 0, sent: 0, failed: 0, skipped: 0 },
+    counts: counts.get(row.id) ?? zeroCounts(MESSAGE_STATUSES),
   }));
 }
 

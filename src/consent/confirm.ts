@@ -1,6 +1,7 @@
 // Confirmation: the click that turns a request into consent. Looking at a link (GET) never
 // changes anything, because mail scanners follow links; only the POST from its page confirms.
 import type { Deps } from '../deps.js';
+import type { SubscriptionStatus } from '../domain.js';
 import { addressHash } from './address.js';
 import { appendConsentEvent, chainHead } from './ledger.js';
 import type { RequestContext } from './signup.js';
@@ -29,7 +30,7 @@ export type ConfirmLinkState =
 type LinkDeps = Pick<Deps, 'db' | 'clock' | 'signer'>;
 
 /** Where the subscription stands for a link that is genuine and unexpired. */
-function classify(claims: ConfirmClaims, subscription: { status: string; pending_since: Date | null } | undefined) {
+function classify(claims: ConfirmClaims, subscription: { status: SubscriptionStatus; pending_since: Date | null } | undefined) {
   if (!subscription) return 'unknown' as const;
   if (subscription.status === 'confirmed') return 'already_confirmed' as const;
   const since = subscription.pending_since?.getTime();

@@ -6,7 +6,8 @@
 import { createHash } from 'node:crypto';
 import { type ExpressionBuilder, sql } from 'kysely';
 import { type Database, precompiled, type Trx } from '../db/database.js';
-import type { ConsentEventKind, DB } from '../db/schema.js';
+import type { DB } from '../db/schema.js';
+import type { ConsentEventKind } from '../domain.js';
 import { tokenHash } from './tokens.js';
 
 export type Evidence = Record<string, unknown>;

@@ -1,6 +1,6 @@
 // Lists and their versioned consent wording.
 import type { Deps } from '../deps.js';
-import type { SubscriptionStatus } from '../db/schema.js';
+import { SUBSCRIPTION_STATUSES, type SubscriptionStatus, zeroCounts } from '../domain.js';
 import { DomainError } from '../errors.js';
 import * as store from './store.js';
 import type { ListWithConsent } from './store.js';
@@ -12,9 +12,6 @@ export type SignupField = (typeof SIGNUP_FIELDS)[number];
 export interface ListView extends ListWithConsent {
   counts: Record<SubscriptionStatus, number>;
 }
-
-const emptyCounts = (): Record<SubscriptionStatus, number> =>
-  ({ pending: 0, confirmed: 0, unsubscribed: 0, bounced: 0, complained: 0 });
 
 export async function createList(deps: Pick<Deps, 'db'>, input: {
   slug: string; name: string; consentText: string; fields?: SignupField[] | undefined;
@@ -48,7 +45,7 @@ export async function updateList(deps: Pick<Deps, 'db'>, slug: string, changes: 
 export async function listLists(deps: Pick<Deps, 'db'>): Promise<ListView[]> {
   const [lists, counts] = await Promise.all([store.listAllLists(deps.db), store.countSubscriptionsByStatus(deps.db)]);
   return lists.map((list) => {
-    const listCounts = emptyCounts();
+    const listCounts = zeroCounts(SUBSCRIPTION_STATUSES);
     for (const row of counts) if (row.listId === list.id) listCounts[row.status] = row.count;
     return { ...list, counts: listCounts };
   });

@@ -4,7 +4,7 @@
 import { preferencesUrl } from '../campaigns/message.js';
 import type { Trx } from '../db/database.js';
 import type { Deps } from '../deps.js';
-import type { AffinityLevel } from '../db/schema.js';
+import type { AffinityLevel } from '../domain.js';
 import { DomainError } from '../errors.js';
 import { chooseLocale, type Locale, matchLocale } from '../i18n.js';
 import { emailKey } from './address.js';

@@ -1,7 +1,8 @@
 // The consent module's SQL: one exported function per statement, named for what it does.
 import { type QueryCreator, sql } from 'kysely';
 import { type Database, precompiled, type Trx } from '../db/database.js';
-import type { DB, NewOutboxMail, SubscriptionStatus } from '../db/schema.js';
+import type { DB, NewOutboxMail } from '../db/schema.js';
+import type { OutboxMailKind, SubscriptionStatus } from '../domain.js';
 import { chainHeadColumns } from './ledger.js';
 
 type Db = Database | Trx;
@@ -185,7 +186,7 @@ export async function lockMailbox(trx: Trx, email: string): Promise<void> {
 }
 
 /** Mails of one kind to a person's mailbox, over every spelling of it, since a time: the resend throttles. */
-export async function countMailboxMailsSince(trx: Trx, subscriberId: string, kind: string, since: Date): Promise<number> {
+export async function countMailboxMailsSince(trx: Trx, subscriberId: string, kind: OutboxMailKind, since: Date): Promise<number> {
   const row = await trx.selectFrom('outbox').select((eb) => eb.fn.countAll<string>().as('count'))
     .where('subscriber_id', 'in', (eb) => eb.selectFrom('subscribers as spelling').select('spelling.id')
       .where('spelling.mailbox_key', '=', (eb) => eb.selectFrom('subscribers').select('mailbox_key').where('id', '=', subscriberId)))
@@ -197,7 +198,7 @@ export async function countMailboxMailsSince(trx: Trx, subscriberId: string, kin
 /** The subscription asked for again, with its confirmation mail queued in the outbox: one statement. */
 const markSubscriptionRequestedStatement = precompiled((db, args: {
   subscriberId: string; listId: string; now: Date; pendingSince: Date; fields: string; consentVersion: number;
-  kind: string; recipient: string; messageId: string; subject: string; html: string; text: string;
+  kind: OutboxMailKind; recipient: string; messageId: string; subject: string; html: string; text: string;
 }) => db
   .with('mail', (db) => db.insertInto('outbox').values({
     kind: args.kind, subscriber_id: args.subscriberId, recipient: args.recipient, message_id: args.messageId,
@@ -217,7 +218,7 @@ const markSubscriptionRequestedStatement = precompiled((db, args: {
 
 export async function markSubscriptionRequested(trx: Trx, key: { subscriberId: string; listId: string }, request: {
   now: Date; pendingSince: Date; fields: Record<string, string>; consentVersion: number;
-  mail: { kind: string; recipient: string; messageId: string; subject: string; html: string; text: string };
+  mail: { kind: OutboxMailKind; recipient: string; messageId: string; subject: string; html: string; text: string };
 }): Promise<void> {
   await markSubscriptionRequestedStatement(trx, {
     ...key, ...request.mail, now: request.now, pendingSince: request.pendingSince,

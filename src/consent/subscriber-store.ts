@@ -1,7 +1,7 @@
 // SQL for reading, exporting and erasing subscribers: one function per statement.
 import { sql } from 'kysely';
 import { anyOf, type Database, type Trx } from '../db/database.js';
-import type { AffinityLevel, SubscriptionStatus } from '../db/schema.js';
+import type { AffinityLevel, SubscriptionStatus } from '../domain.js';
 
 type Db = Database | Trx;
 

@@ -2,19 +2,13 @@
 // consent, affinity, export and erasure.
 import { allowLongStatements } from '../db/database.js';
 import type { Deps } from '../deps.js';
-import type { AffinityLevel, SubscriptionStatus } from '../db/schema.js';
+import { type AffinityLevel, type SubscriptionStatus, UUID } from '../domain.js';
 import { DomainError } from '../errors.js';
 import { addressHash } from './address.js';
 import { appendConsentEvent, chainHead, verifyChain, withoutLinkTokens } from './ledger.js';
 import * as store from './store.js';
 import { WITHDRAWAL_WAIT_MS } from './unsubscribe.js';
 import * as subscribers from './subscriber-store.js';
-
-/** Ordered from least to most familiar. */
-export const AFFINITY_LEVELS = ['confirmed', 'known', 'engaged'] as const satisfies readonly AffinityLevel[];
-
-/** A subscriber id's shape: checked before a lookup, since PostgreSQL refuses a malformed uuid. */
-export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 type Db = Pick<Deps, 'db'>;
 

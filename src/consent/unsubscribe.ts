@@ -3,6 +3,7 @@
 // commits and answers, no later send to this address and list can start.
 import { allowLongStatements } from '../db/database.js';
 import type { Deps } from '../deps.js';
+import type { SubscriptionStatus } from '../domain.js';
 import { appendConsentEvent, chainHead } from './ledger.js';
 import type { RequestContext } from './signup.js';
 import * as store from './store.js';
@@ -18,7 +19,7 @@ export const WITHDRAWAL_WAIT_MS = 45_000;
 export interface UnsubscribeTarget {
   list: { slug: string; name: string };
   locale: string;
-  status: string;
+  status: SubscriptionStatus;
 }
 
 /** What an unsubscribe link points at, for its page; undefined when it names nothing we hold. */
@@ -38,7 +39,7 @@ export async function unsubscribe(
   claims: UnsubscribeClaims,
   proof: { token: string; context: RequestContext; method: 'one-click' | 'page' | 'preferences' },
 ): Promise<UnsubscribeTarget | undefined> {
-  const target = await deps.db.transaction().execute(async (trx) => {
+  const target = await deps.db.transaction().execute(async (trx): Promise<(UnsubscribeTarget & { changed: boolean }) | undefined> => {
     await allowLongStatements(trx, { timeoutMs: WITHDRAWAL_WAIT_MS });
     const subscriber = await store.lockSubscriber(trx, claims.subscriberId);
     const subscription = subscriber && await store.lockSubscription(trx, claims.subscriberId, claims.listId);

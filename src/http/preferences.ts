@@ -6,7 +6,7 @@ import { normaliseEmail } from '../consent/address.js';
 import { leaveList, preferencesOf, requestPreferencesLink, setAffinityCap, setLocale } from '../consent/preferences.js';
 import { eraseSubscriber, exportSubscriber } from '../consent/subscribers.js';
 import type { Deps } from '../deps.js';
-import type { AffinityLevel } from '../db/schema.js';
+import { AFFINITY_LEVELS, effectiveAffinity } from '../domain.js';
 import { DomainError } from '../errors.js';
 import { chooseLocale, type Locale, LOCALES, localeFromAcceptLanguage, matchLocale } from '../i18n.js';
 import { findSubscriberLocale } from '../consent/store.js';
@@ -15,13 +15,6 @@ import { isStorableText, limitBody, limitPerIp, NOT_STORABLE, sameOriginForms, t
 import type { Pages } from './pages.js';
 import type { PublicEnv } from './public.js';
 import { RateLimiter } from './rate-limit.js';
-
-const LEVELS: AffinityLevel[] = ['confirmed', 'known', 'engaged'];
-const STATUS_KEYS: Record<string, string> = {
-  pending: 'page.preferences.status.pending', confirmed: 'page.preferences.status.confirmed',
-  unsubscribed: 'page.preferences.status.unsubscribed', bounced: 'page.preferences.status.bounced',
-  complained: 'page.preferences.status.complained',
-};
 
 export function preferencesApp(deps: Deps, pages: Pages): Hono<PublicEnv> {
   const app = new Hono<PublicEnv>();
@@ -52,8 +45,7 @@ export function preferencesApp(deps: Deps, pages: Pages): Hono<PublicEnv> {
     const dates = new Intl.DateTimeFormat(pageLocale, { dateStyle: 'long', timeStyle: 'short', timeZone: 'UTC' });
     const lists = await deps.db.selectFrom('lists').select(['slug', 'name']).execute();
     const names = new Map(lists.map((l) => [l.slug, l.name]));
-    const recorded = view.affinity ?? 'confirmed';
-    const effective = view.affinity_cap && LEVELS.indexOf(view.affinity_cap) < LEVELS.indexOf(recorded) ? view.affinity_cap : recorded;
+    const effective = effectiveAffinity(view.affinity ?? 'confirmed', view.affinity_cap);
     return c.html(pages.render('preferences', pageLocale, {
       base: who.base,
       saved: c.req.query('saved') !== undefined,
@@ -62,13 +54,13 @@ export function preferencesApp(deps: Deps, pages: Pages): Hono<PublicEnv> {
       language_name: deps.catalogues[chooseLocale(matchLocale(view.locale))]['locale.name'],
       languages: LOCALES.map((code) => ({ code, name: deps.catalogues[code]['locale.name'] })),
       subscriptions: view.subscriptions.map((s) => ({
-        slug: s.list, name: names.get(s.list) ?? s.list, status_key: STATUS_KEYS[s.status],
+        slug: s.list, name: names.get(s.list) ?? s.list, status_key: `page.preferences.status.${s.status}`,
         consent_text: s.consent_text, confirmed_on: s.confirmed_at ? `${dates.format(s.confirmed_at)} UTC` : '',
         can_leave: s.status === 'pending' || s.status === 'confirmed',
       })),
       level_key: `page.preferences.level.${effective}`,
       cap_options: [
-        ...LEVELS.map((level) => ({ value: level, key: `page.preferences.level.${level}`, checked: view.affinity_cap === level })),
+        ...AFFINITY_LEVELS.map((level) => ({ value: level, key: `page.preferences.level.${level}`, checked: view.affinity_cap === level })),
         { value: 'none', key: 'page.preferences.cap.none', checked: view.affinity_cap === null },
       ],
     }));
@@ -93,7 +85,7 @@ export function preferencesApp(deps: Deps, pages: Pages): Hono<PublicEnv> {
     await setLocale(deps, id, chosen);
   });
   change('cap', async (_c, id, body) => {
-    const cap = body.cap === 'none' ? null : LEVELS.find((level) => level === body.cap);
+    const cap = body.cap === 'none' ? null : AFFINITY_LEVELS.find((level) => level === body.cap);
     if (cap === undefined) throw new DomainError('invalid_input', 'not a level', { cap: 'unknown' });
     await setAffinityCap(deps, id, cap);
   });

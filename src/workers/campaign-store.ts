@@ -5,6 +5,7 @@
 // sees it.
 import { sql } from 'kysely';
 import type { Database, Trx } from '../db/database.js';
+import type { CampaignStatus, SubscriptionStatus } from '../domain.js';
 
 export interface ClaimedMessage {
   campaign_id: string;
@@ -41,8 +42,8 @@ export interface MessageKey {
 export const messageKey = (message: MessageKey) => `${message.campaign_id}:${message.subscriber_id}`;
 
 export interface SendGate extends MessageKey {
-  campaign_status: string;
-  subscription_status: string;
+  campaign_status: CampaignStatus;
+  subscription_status: SubscriptionStatus;
   erased: boolean;
 }
 

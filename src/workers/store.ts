@@ -4,10 +4,11 @@
 // row is still ours (locked_by), so a worker whose lease was taken over cannot overwrite.
 import { sql } from 'kysely';
 import { anyOf, type Database, precompiled } from '../db/database.js';
+import type { OutboxMailKind } from '../domain.js';
 
 export interface ClaimedMail {
   id: string;
-  kind: string;
+  kind: OutboxMailKind;
   recipient: string | null;
   message_id: string;
   subject: string | null;

@@ -4,10 +4,10 @@ import { changeCampaignStatus, createCampaign, getCampaign, listCampaigns, previ
 import { sendCampaign } from '../../campaigns/campaigns.js';
 import { MAX_MJML_CHARS } from '../../campaigns/templates.js';
 import type { Deps } from '../../deps.js';
+import { AFFINITY_LEVELS, CAMPAIGN_STATUSES, MESSAGE_STATUSES } from '../../domain.js';
 import type { ApiEnv } from './index.js';
-import { conflict, ErrorSchema, errors, idempotencyReused, json, notFound, plain, security, text } from './schemas.js';
+import { conflict, countsSchema, ErrorSchema, errors, idempotencyReused, json, notFound, plain, security, text } from './schemas.js';
 
-const LEVELS = ['confirmed', 'known', 'engaged'] as const;
 const IdParam = z.object({ id: z.string().openapi({ param: { name: 'id', in: 'path' } }) });
 
 const CampaignSchema = z.object({
@@ -15,12 +15,12 @@ const CampaignSchema = z.object({
   name: z.string(),
   list: z.string(),
   subject: z.string(),
-  min_affinity: z.enum(LEVELS),
-  status: z.enum(['draft', 'sending', 'paused', 'sent', 'cancelled']),
+  min_affinity: z.enum(AFFINITY_LEVELS),
+  status: z.enum(CAMPAIGN_STATUSES),
   created_at: z.string(),
   sending_at: z.string().nullable(),
   finished_at: z.string().nullable(),
-  counts: z.object({ queued: z.number().int(), sent: z.number().int(), failed: z.number().int(), skipped: z.number().int() }),
+  counts: countsSchema(MESSAGE_STATUSES),
 }).openapi('Campaign');
 
 const CreateBody = z.object({
@@ -28,11 +28,11 @@ const CreateBody = z.object({
   list: text().min(1).max(100),
   subject: text().min(1).max(998).openapi({ description: 'a Liquid template' }),
   mjml: text().min(1).max(MAX_MJML_CHARS, `at most ${MAX_MJML_CHARS} characters`).openapi({ description: 'an MJML document; text and free-form attributes may hold Liquid' }),
-  min_affinity: z.enum(LEVELS).optional(),
+  min_affinity: z.enum(AFFINITY_LEVELS).optional(),
 }).strict();
 
 const PreviewSchema = z.object({
-  subject: z.string(), html: z.string(), text: z.string(), affinity: z.enum(LEVELS),
+  subject: z.string(), html: z.string(), text: z.string(), affinity: z.enum(AFFINITY_LEVELS),
   withheld: z.array(z.string()).openapi({ description: 'fields held about the person that their affinity kept out' }),
 }).openapi('Preview');
 

@@ -1,20 +1,20 @@
 // /api/v1/subscribers
 import { createRoute, type OpenAPIHono, z } from '@hono/zod-openapi';
-import {
-  AFFINITY_LEVELS, consentRecord, eraseSubscriber, exportSubscriber, findSubscribers, getSubscriber, recordAffinity,
-} from '../../consent/subscribers.js';
 import { normaliseEmail } from '../../consent/address.js';
+import {
+  consentRecord, eraseSubscriber, exportSubscriber, findSubscribers, getSubscriber, recordAffinity,
+} from '../../consent/subscribers.js';
 import type { Deps } from '../../deps.js';
+import { AFFINITY_LEVELS, CONSENT_EVENT_KINDS, SUBSCRIPTION_STATUSES } from '../../domain.js';
 import { DomainError } from '../../errors.js';
 import type { ApiEnv } from './index.js';
 import { conflict, errors, idempotencyReused, json, notFound, plain, security, text } from './schemas.js';
 
-const STATUSES = ['pending', 'confirmed', 'unsubscribed', 'bounced', 'complained'] as const;
 const IdParam = z.object({ id: z.string().openapi({ param: { name: 'id', in: 'path' }, format: 'uuid' }) });
 
 const SubscriptionSchema = z.object({
   list: z.string(),
-  status: z.enum(STATUSES),
+  status: z.enum(SUBSCRIPTION_STATUSES),
   consent_version: z.number().int().nullable(),
   consent_text: z.string().nullable().openapi({ description: 'the wording this person agreed to' }),
   requested_at: z.string().nullable(),
@@ -37,14 +37,14 @@ const SubscriberSchema = z.object({
 const FindQuery = z.object({
   email: z.string().max(320).optional(),
   list: text().max(100).optional(),
-  status: z.enum(STATUSES).optional(),
+  status: z.enum(SUBSCRIPTION_STATUSES).optional(),
   limit: z.coerce.number().int().min(1).max(500).default(50),
   cursor: z.string().max(200).optional().openapi({ description: 'next_cursor of the previous page' }),
 });
 
 const ConsentEventSchema = z.object({
   id: z.string(),
-  kind: z.enum(['requested', 'confirmed', 'withdrawn', 'erased']),
+  kind: z.enum(CONSENT_EVENT_KINDS),
   list: z.string().nullable(),
   occurred_at: z.string(),
   hash: z.string(),
@@ -59,7 +59,6 @@ const AffinityBody = z.object({ level: z.enum(AFFINITY_LEVELS), reason: text().t
 const AffinityEventSchema = z.object({
   subscriber_id: z.string(), level: z.enum(AFFINITY_LEVELS), reason: z.string(), recorded_by: z.string().nullable(), occurred_at: z.string(),
 }).openapi('AffinityEvent');
-
 
 export function subscriberRoutes(app: OpenAPIHono<ApiEnv>, deps: Deps): void {
   app.openapi(createRoute({
