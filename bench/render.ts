@@ -6,11 +6,12 @@
 // Answers over IPC with {renderUs, compileUs, bytes}.
 import { randomUUID } from 'node:crypto';
 import { personalise } from '../src/campaigns/context.js';
-import { listHeaders, recipientLinks, sharedContext } from '../src/campaigns/message.js';
+import { listHeaders, sharedContext } from '../src/campaigns/message.js';
 import { compileCampaign, parseCampaign, renderCampaignMail } from '../src/campaigns/templates.js';
 import { parseConfig } from '../src/config.js';
-import { TokenSigner } from '../src/consent/tokens.js';
 import { loadCatalogues } from '../src/i18n.js';
+import { TokenSigner } from '../src/links/tokens.js';
+import { recipientLinks } from '../src/links/urls.js';
 import { buildMessage } from '../src/mail/mime.js';
 import { NEWSLETTER } from './newsletter.js';
 

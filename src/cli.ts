@@ -1,12 +1,12 @@
 // `assent [command]`: the service's roles and its admin commands.
 import { parseArgs } from 'node:util';
 import { getCampaign } from './campaigns/campaigns.js';
-import { createList, SIGNUP_FIELDS, type SignupField } from './consent/lists.js';
 import { verifyChain } from './consent/ledger.js';
 import { MESSAGE_STATUSES } from './domain.js';
 import { DomainError } from './errors.js';
 import { createApiKey } from './keys/keys.js';
 import * as keyStore from './keys/store.js';
+import { createList, SIGNUP_FIELDS, type SignupField } from './lists/lists.js';
 import { addressTag } from './log.js';
 import { createLogger, loadConfig, main, openDatabase } from './main.js';
 

@@ -6,7 +6,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { TemplateSandbox } from './campaigns/sandbox.js';
 import { type Config, parseConfig } from './config.js';
-import { TokenSigner } from './consent/tokens.js';
+import { TokenSigner } from './links/tokens.js';
 import { createDatabase, type Database } from './db/database.js';
 import { startEmbeddedDatabase } from './db/embedded.js';
 import { migrateToLatest } from './db/migrate.js';

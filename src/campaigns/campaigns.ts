@@ -4,13 +4,14 @@
 // fixed when sending starts (the audience). A message is *queued* until a worker sends it
 // (*sent*), the relay refuses it for good (*failed*), or it no longer may go (*skipped*:
 // unsubscribed, erased, or the campaign cancelled).
-import { findListBySlug } from '../consent/store.js';
 import type { Deps } from '../deps.js';
 import { allowLongStatements } from '../db/database.js';
 import { type AffinityLevel, type CampaignStatus, MESSAGE_STATUSES, type MessageStatus, UUID, zeroCounts } from '../domain.js';
 import { DomainError } from '../errors.js';
+import { previewLinks } from '../links/urls.js';
+import { getList } from '../lists/lists.js';
 import { personalise } from './context.js';
-import { previewLinks, sharedContext } from './message.js';
+import { sharedContext } from './message.js';
 import * as store from './store.js';
 import { parseCampaign, renderCampaignMail } from './templates.js';
 
@@ -71,8 +72,7 @@ function sampleContext(deps: LinkDeps, list: { id: string; name: string }): Reco
 export async function createCampaign(deps: Pick<Deps, 'db' | 'templateSandbox'> & LinkDeps, input: {
   name: string; list: string; subject: string; mjml: string; minAffinity?: AffinityLevel | undefined;
 }): Promise<CampaignView> {
-  const list = await findListBySlug(deps.db, input.list);
-  if (!list) throw new DomainError('list_not_found', `there is no list "${input.list}"`);
+  const list = await getList(deps, input.list);
   const compiled = await deps.templateSandbox.compile({ subject: input.subject, mjml: input.mjml, sample: sampleContext(deps, list) });
   const id = await store.insertCampaign(deps.db, {
     name: input.name, listId: list.id, subject: input.subject, mjml: input.mjml, ...compiled, minAffinity: input.minAffinity ?? 'confirmed',

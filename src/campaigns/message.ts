@@ -1,37 +1,11 @@
-// What every campaign mail carries besides its body: per-recipient links, the localised
-// footer, and the list headers of RFC 2369, RFC 2919 and RFC 8058.
-import { PREFERENCES_TTL_MS } from '../consent/tokens.js';
+// What every campaign mail carries besides its body: the localised footer and the list
+// headers of RFC 2369, RFC 2919 and RFC 8058.
 import type { Deps } from '../deps.js';
 import { chooseLocale, matchLocale } from '../i18n.js';
+import type { RecipientLinks } from '../links/urls.js';
 import { formatPlain } from '../mail/text.js';
 
-type LinkDeps = Pick<Deps, 'config' | 'signer' | 'catalogues' | 'clock'>;
-
-export interface RecipientLinks {
-  unsubscribeUrl: string;
-  preferencesUrl: string;
-}
-
-export function preferencesUrl(deps: Pick<Deps, 'config' | 'signer' | 'clock'>, subscriberId: string): string {
-  const token = deps.signer.signPreferences({ subscriberId, expiresAt: deps.clock() + PREFERENCES_TTL_MS });
-  return `${deps.config.publicUrl}/preferences/${token}`;
-}
-
-export function recipientLinks(deps: LinkDeps, subscriberId: string, listId: string): RecipientLinks {
-  return {
-    unsubscribeUrl: `${deps.config.publicUrl}/u/${deps.signer.signUnsubscribe({ subscriberId, listId })}`,
-    preferencesUrl: preferencesUrl(deps, subscriberId),
-  };
-}
-
-/**
- * The links a preview shows: where they lead, with no token that works. A preview answers an
- * API key, and the person's own links would let that key unsubscribe them or change their
- * preferences as if it were them, with their click in the evidence.
- */
-export function previewLinks(config: Deps['config']): RecipientLinks {
-  return { unsubscribeUrl: `${config.publicUrl}/u/preview`, preferencesUrl: `${config.publicUrl}/preferences/preview` };
-}
+type LinkDeps = Pick<Deps, 'config' | 'catalogues'>;
 
 /** The context every recipient gets whatever their level: the list, the links, the footer. */
 export function sharedContext(deps: LinkDeps, recipient: { locale: string }, list: { name: string }, links: RecipientLinks) {

@@ -8,7 +8,7 @@ import { type ExpressionBuilder, sql } from 'kysely';
 import { type Database, precompiled, type Trx } from '../db/database.js';
 import type { DB } from '../db/schema.js';
 import type { ConsentEventKind } from '../domain.js';
-import { tokenHash } from './tokens.js';
+import { tokenHash } from '../links/tokens.js';
 
 export type Evidence = Record<string, unknown>;
 
@@ -74,7 +74,7 @@ export function sentMailEvidence(mail: { messageId: string; subject: string; tex
   };
 }
 
-// A token in one of our links (tokens.ts): `<base64url payload>.<43-character MAC>` after the path.
+// A token in one of our links (links/tokens.ts): `<base64url payload>.<43-character MAC>` after the path.
 const LINK_TOKEN = /(\/(?:confirm|u|preferences)\/)([A-Za-z0-9_-]{1,512}\.[A-Za-z0-9_-]{43})(?![A-Za-z0-9_-])/g;
 
 /**

@@ -1,14 +1,14 @@
 // The person's own side: what the preferences page shows and the changes it makes, and the
 // "Lost your mail?" request for a fresh link. No account, no password: the signed link is
 // the key, and every change is a POST.
-import { preferencesUrl } from '../campaigns/message.js';
 import type { Trx } from '../db/database.js';
 import type { Deps } from '../deps.js';
 import type { AffinityLevel } from '../domain.js';
-import { DomainError } from '../errors.js';
 import { chooseLocale, type Locale, matchLocale } from '../i18n.js';
-import { emailKey } from './address.js';
+import { preferencesUrl } from '../links/urls.js';
+import { getList } from '../lists/lists.js';
 import { messageId } from '../mail/transport.js';
+import { emailKey } from './address.js';
 import type { RequestContext } from './signup.js';
 import * as store from './store.js';
 import { getSubscriber } from './subscribers.js';
@@ -26,8 +26,7 @@ export async function preferencesOf(deps: Pick<Deps, 'db'>, subscriberId: string
 }
 
 export async function leaveList(deps: Pick<Deps, 'db' | 'metrics'>, subscriberId: string, listSlug: string, proof: { token: string; context: RequestContext }) {
-  const list = await store.findListBySlug(deps.db, listSlug);
-  if (!list) throw new DomainError('list_not_found', `there is no list "${listSlug}"`);
+  const list = await getList(deps, listSlug);
   await unsubscribe(deps, { subscriberId, listId: list.id }, { ...proof, method: 'preferences' });
 }
 

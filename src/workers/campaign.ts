@@ -15,10 +15,11 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { personalise } from '../campaigns/context.js';
-import { listHeaders, recipientLinks, sharedContext } from '../campaigns/message.js';
+import { listHeaders, sharedContext } from '../campaigns/message.js';
 import { findCampaignTemplates, findRecipients, finishCampaignIfDone, type RecipientRow } from '../campaigns/store.js';
 import { MailRenderError, type ParsedCampaign, parseCampaign, renderCampaignMail } from '../campaigns/templates.js';
 import type { Deps } from '../deps.js';
+import { recipientLinks } from '../links/urls.js';
 import { type MailSender, messageId, type OutgoingMail, SendError } from '../mail/transport.js';
 import * as store from './campaign-store.js';
 import { eachChunk, judgeSendFailure, LoopingWorker, type QueueWorkerOptions, recordPersistently, WorkerLoop } from './loop.js';

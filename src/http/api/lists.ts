@@ -1,8 +1,8 @@
 // /api/v1/lists
 import { createRoute, type OpenAPIHono, z } from '@hono/zod-openapi';
-import { createList, getList, listLists, type ListView, SIGNUP_FIELDS, updateList } from '../../consent/lists.js';
-import type { ListWithConsent } from '../../consent/store.js';
 import type { Deps } from '../../deps.js';
+import { createList, getList, listLists, type ListView, SIGNUP_FIELDS, updateList } from '../../lists/lists.js';
+import type { ListWithConsent } from '../../lists/store.js';
 import type { ApiEnv } from './index.js';
 import { conflict, errors, idempotencyReused, json, notFound, security, text } from './schemas.js';
 

@@ -1,4 +1,4 @@
-// Lists and their versioned consent wording.
+// Lists and their versioned consent wording: what people subscribe to, and what they agree to.
 import type { Deps } from '../deps.js';
 import { SUBSCRIPTION_STATUSES, type SubscriptionStatus, zeroCounts } from '../domain.js';
 import { DomainError } from '../errors.js';
@@ -12,6 +12,8 @@ export type SignupField = (typeof SIGNUP_FIELDS)[number];
 export interface ListView extends ListWithConsent {
   counts: Record<SubscriptionStatus, number>;
 }
+
+const notFound = (slug: string) => new DomainError('list_not_found', `there is no list "${slug}"`);
 
 export async function createList(deps: Pick<Deps, 'db'>, input: {
   slug: string; name: string; consentText: string; fields?: SignupField[] | undefined;
@@ -32,7 +34,7 @@ export async function updateList(deps: Pick<Deps, 'db'>, slug: string, changes: 
 }): Promise<ListWithConsent> {
   return deps.db.transaction().execute(async (trx) => {
     const list = await store.lockListBySlug(trx, slug);
-    if (!list) throw new DomainError('list_not_found', `there is no list "${slug}"`);
+    if (!list) throw notFound(slug);
     const { name, fields } = changes;
     if (name !== undefined || fields !== undefined) {
       await store.updateList(trx, list.id, { ...(name !== undefined && { name }), ...(fields !== undefined && { fields: [...fields] }) });
@@ -53,6 +55,6 @@ export async function listLists(deps: Pick<Deps, 'db'>): Promise<ListView[]> {
 
 export async function getList(deps: Pick<Deps, 'db'>, slug: string): Promise<ListWithConsent> {
   const list = await store.findListBySlug(deps.db, slug);
-  if (!list) throw new DomainError('list_not_found', `there is no list "${slug}"`);
+  if (!list) throw notFound(slug);
   return list;
 }
