@@ -1,7 +1,7 @@
 // `assent [command]`: the service's roles and its admin commands.
 import { parseArgs } from 'node:util';
 import { getCampaign } from './campaigns/campaigns.js';
-import { verifyChain } from './consent/ledger.js';
+import { verifyEveryChain } from './consent/ledger.js';
 import { MESSAGE_STATUSES } from './domain.js';
 import { DomainError } from './errors.js';
 import { createApiKey } from './keys/keys.js';
@@ -107,16 +107,9 @@ async function verifyAll(): Promise<boolean> {
   return withDatabase(async (db) => {
     let verified = 0;
     const failed: string[] = [];
-    // keyset paging: every subscriber, never all of them in memory at once
-    let after = '00000000-0000-0000-0000-000000000000';
-    for (;;) {
-      const page = await db.selectFrom('subscribers').select('id').where('id', '>', after).orderBy('id').limit(500).execute();
-      if (page.length === 0) break;
-      for (const { id } of page) {
-        if ((await verifyChain(db, id)).verified) verified += 1;
-        else failed.push(id);
-      }
-      after = page.at(-1)!.id;
+    for await (const chain of verifyEveryChain(db)) {
+      if (chain.verified) verified += 1;
+      else failed.push(chain.subscriberId);
     }
     process.stdout.write(`${verified} consent chains verify, ${failed.length} do not\n`);
     for (const id of failed) process.stdout.write(`  does not verify: subscriber ${id}\n`);

@@ -50,9 +50,13 @@ export type OutboxMailStatus = (typeof OUTBOX_MAIL_STATUSES)[number];
 
 export const affinityRank = (level: AffinityLevel): number => AFFINITY_LEVELS.indexOf(level);
 
-/** The level a mail may use: the lower of the recorded one and the person's own cap. */
-export function effectiveAffinity(recorded: AffinityLevel, cap: AffinityLevel | null): AffinityLevel {
-  return cap !== null && affinityRank(cap) < affinityRank(recorded) ? cap : recorded;
+/**
+ * The level a mail may use: the lower of the recorded one and the person's own cap. No
+ * recorded level yet counts as `confirmed`, the level a confirmation records.
+ */
+export function effectiveAffinity(recorded: AffinityLevel | null, cap: AffinityLevel | null): AffinityLevel {
+  const level = recorded ?? 'confirmed';
+  return cap !== null && affinityRank(cap) < affinityRank(level) ? cap : level;
 }
 
 /** A count of 0 for every word of a vocabulary, so a status nobody holds yet still shows. */

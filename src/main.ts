@@ -20,7 +20,9 @@ import { folderSender, type MailSender, smtpSender } from './mail/transport.js';
 import { createMetrics, registerQueueGauges } from './metrics.js';
 import { loadOrCreateDevSecret } from './secrets.js';
 import { CampaignWorker } from './workers/campaign.js';
+import { countQueuedMessages } from './workers/campaign-store.js';
 import { OutboxWorker } from './workers/outbox.js';
+import { countQueuedMails } from './workers/store.js';
 
 export type Role = 'serve' | 'worker';
 
@@ -83,7 +85,7 @@ export function createSender(config: Config): MailSender {
 export async function buildDeps(config: Config, log: Logger, db: Database, wake: { outbox?: () => void; campaigns?: () => void } = {}): Promise<Deps> {
   const catalogues = loadCatalogues();
   const metrics = createMetrics();
-  registerQueueGauges(metrics, db);
+  registerQueueGauges(metrics, { outbox: () => countQueuedMails(db), campaign: () => countQueuedMessages(db) });
   return {
     db,
     config,

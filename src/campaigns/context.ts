@@ -15,7 +15,7 @@ export interface Recipient {
   first_name: string | null;
   last_name: string | null;
   attributes: Record<string, unknown>;
-  /** The latest recorded level; none yet counts as `confirmed`, the level confirming records. */
+  /** The latest recorded level, if any (see effectiveAffinity). */
   affinity: AffinityLevel | null;
   affinity_cap: AffinityLevel | null;
 }
@@ -31,7 +31,7 @@ const holds = (value: unknown) =>
   value !== null && value !== undefined && value !== '' && !(typeof value === 'object' && Object.keys(value as object).length === 0);
 
 export function personalise(recipient: Recipient, shared: Record<string, unknown>): PersonalisationContext {
-  const level = effectiveAffinity(recipient.affinity ?? 'confirmed', recipient.affinity_cap);
+  const level = effectiveAffinity(recipient.affinity, recipient.affinity_cap);
   const subscriber: Record<string, unknown> = {};
   const withheld: string[] = [];
   for (const candidate of AFFINITY_LEVELS) {

@@ -9,6 +9,7 @@ import { type Database, precompiled, type Trx } from '../db/database.js';
 import type { DB } from '../db/schema.js';
 import type { ConsentEventKind } from '../domain.js';
 import { tokenHash } from '../links/tokens.js';
+import { subscriberIdsAfter } from './subscriber-store.js';
 
 export type Evidence = Record<string, unknown>;
 
@@ -204,4 +205,14 @@ export async function verifyChain(db: Database | Trx, subscriberId: string): Pro
     };
   });
   return { verified: events.every((event) => event.verified), events };
+}
+
+/** Every subscriber's chain recomputed, the erased too, in id order: a page of ids at a time, never all in memory. */
+export async function* verifyEveryChain(db: Database): AsyncGenerator<{ subscriberId: string; verified: boolean }> {
+  for (let after = '00000000-0000-0000-0000-000000000000'; ;) {
+    const page = await subscriberIdsAfter(db, after, 500);
+    if (page.length === 0) return;
+    for (const subscriberId of page) yield { subscriberId, verified: (await verifyChain(db, subscriberId)).verified };
+    after = page.at(-1)!;
+  }
 }

@@ -30,6 +30,12 @@ export async function findSubscribers(db: Db, filter: SubscriberFilter) {
   return query.orderBy('s.id').limit(filter.limit + 1).execute();
 }
 
+/** One page of subscriber ids after `after`, in id order, the erased too (their chains still verify). */
+export async function subscriberIdsAfter(db: Db, after: string, limit: number): Promise<string[]> {
+  const rows = await db.selectFrom('subscribers').select('id').where('id', '>', after).orderBy('id').limit(limit).execute();
+  return rows.map((row) => row.id);
+}
+
 export async function findSubscriber(db: Db, id: string) {
   return db.selectFrom('subscribers as s').select(subscriberColumns)
     .where('s.id', '=', id).where('s.erased_at', 'is', null).executeTakeFirst();

@@ -40,6 +40,11 @@ export async function listAllLists(db: Db): Promise<ListWithConsent[]> {
   return listWithConsent(db).orderBy('l.slug').execute();
 }
 
+export async function listNamesBySlug(db: Db): Promise<Map<string, string>> {
+  const rows = await db.selectFrom('lists').select(['slug', 'name']).execute();
+  return new Map(rows.map((list) => [list.slug, list.name]));
+}
+
 export async function countSubscriptionsByStatus(db: Db): Promise<{ listId: string; status: SubscriptionStatus; count: number }[]> {
   const rows = await db.selectFrom('subscriptions')
     .select(['list_id as listId', 'status', (eb) => eb.fn.countAll<string>().as('count')])

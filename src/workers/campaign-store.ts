@@ -116,6 +116,12 @@ export async function recordOutcomes(db: Database | Trx, workerId: string, outco
   return new Set(rows.map(messageKey));
 }
 
+export async function countQueuedMessages(db: Database): Promise<number> {
+  const row = await db.selectFrom('campaign_messages').select((eb) => eb.fn.countAll<string>().as('count'))
+    .where('status', '=', 'queued').executeTakeFirstOrThrow();
+  return Number(row.count);
+}
+
 /**
  * SEND_RATE for all workers together: a token bucket in one row, refilled by elapsed time,
  * holding at most one second's worth. Returns how many mails this worker may send now.

@@ -66,6 +66,12 @@ export async function markMailFailed(db: Database, workerId: string, id: string,
   return result.numUpdatedRows > 0n;
 }
 
+export async function countQueuedMails(db: Database): Promise<number> {
+  const row = await db.selectFrom('outbox').select((eb) => eb.fn.countAll<string>().as('count'))
+    .where('status', '=', 'queued').executeTakeFirstOrThrow();
+  return Number(row.count);
+}
+
 /** Gives back claimed mails this worker never started (it is shutting down), in one statement. */
 export async function releaseMails(db: Database, workerId: string, ids: string[]): Promise<void> {
   await db.updateTable('outbox')
