@@ -64,5 +64,15 @@ export function zeroCounts<Word extends string>(vocabulary: readonly Word[]): Re
   return Object.fromEntries(vocabulary.map((word) => [word, 0])) as Record<Word, number>;
 }
 
+/**
+ * Who asked, as evidence of a consent event: the client's IP, its browser, and the page whose
+ * form posted. http/client.ts reads it from the request; every change of consent records it.
+ */
+export interface RequestContext {
+  ip: string | null;
+  userAgent: string | null;
+  page: string | null;
+}
+
 /** A subscriber id's shape: checked before a lookup, since PostgreSQL refuses a malformed uuid. */
 export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;

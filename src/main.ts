@@ -20,9 +20,9 @@ import { folderSender, type MailSender, smtpSender } from './mail/transport.js';
 import { createMetrics, registerQueueGauges } from './metrics.js';
 import { loadOrCreateDevSecret } from './secrets.js';
 import { CampaignWorker } from './workers/campaign.js';
-import { countQueuedMessages } from './workers/campaign-store.js';
+import { countQueuedMessages } from './workers/message-store.js';
 import { OutboxWorker } from './workers/outbox.js';
-import { countQueuedMails } from './workers/store.js';
+import { countQueuedMails } from './workers/outbox-store.js';
 
 export type Role = 'serve' | 'worker';
 

@@ -1,12 +1,11 @@
 // Confirmation: the click that turns a request into consent. Looking at a link (GET) never
 // changes anything, because mail scanners follow links; only the POST from its page confirms.
 import type { Deps } from '../deps.js';
-import type { SubscriptionStatus } from '../domain.js';
+import type { RequestContext, SubscriptionStatus } from '../domain.js';
 import { type ConfirmClaims, tokenHash } from '../links/tokens.js';
 import * as listStore from '../lists/store.js';
 import { addressHash } from './address.js';
 import { appendConsentEvent, chainHead } from './ledger.js';
-import type { RequestContext } from './signup.js';
 import * as store from './store.js';
 
 interface ListRef {

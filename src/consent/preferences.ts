@@ -3,14 +3,13 @@
 // the key, and every change is a POST.
 import type { Trx } from '../db/database.js';
 import type { Deps } from '../deps.js';
-import { type AffinityLevel, effectiveAffinity } from '../domain.js';
+import { type AffinityLevel, effectiveAffinity, type RequestContext } from '../domain.js';
 import { chooseLocale, type Locale, matchLocale } from '../i18n.js';
 import { preferencesUrl } from '../links/urls.js';
 import { getList } from '../lists/lists.js';
 import * as listStore from '../lists/store.js';
 import { messageId } from '../mail/transport.js';
 import { emailKey } from './address.js';
-import type { RequestContext } from './signup.js';
 import * as store from './store.js';
 import { getSubscriber } from './subscribers.js';
 import * as subscribers from './subscriber-store.js';

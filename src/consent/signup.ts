@@ -3,6 +3,7 @@
 // happened here, so nobody learns who is on a list.
 import type { Trx } from '../db/database.js';
 import type { Deps } from '../deps.js';
+import type { RequestContext } from '../domain.js';
 import { DomainError } from '../errors.js';
 import type { Locale } from '../i18n.js';
 import { confirmLink } from '../links/urls.js';
@@ -24,13 +25,6 @@ export interface SignupRequest {
   firstName: string | null;
   lastName: string | null;
   locale: Locale;
-}
-
-/** Who asked, as evidence: the client, its browser and the page whose form posted. */
-export interface RequestContext {
-  ip: string | null;
-  userAgent: string | null;
-  page: string | null;
 }
 
 export type SignupOutcome = 'mailed' | 'already_confirmed' | 'throttled';

@@ -3,11 +3,10 @@
 // commits and answers, no later send to this address and list can start.
 import { allowLongStatements } from '../db/database.js';
 import type { Deps } from '../deps.js';
-import type { SubscriptionStatus } from '../domain.js';
+import type { RequestContext, SubscriptionStatus } from '../domain.js';
 import { tokenHash, type UnsubscribeClaims } from '../links/tokens.js';
 import * as listStore from '../lists/store.js';
 import { appendConsentEvent, chainHead } from './ledger.js';
-import type { RequestContext } from './signup.js';
 import * as store from './store.js';
 
 /**

@@ -20,7 +20,7 @@ import { MailRenderError } from '../campaigns/templates.js';
 import type { Deps } from '../deps.js';
 import { recipientLinks } from '../links/urls.js';
 import { type MailSender, messageId, type OutgoingMail, SendError } from '../mail/transport.js';
-import * as store from './campaign-store.js';
+import * as store from './message-store.js';
 import { eachChunk, judgeSendFailure, LoopingWorker, type QueueWorkerOptions, recordPersistently, WorkerLoop } from './loop.js';
 
 export interface CampaignWorkerOptions extends QueueWorkerOptions {
