@@ -13,8 +13,8 @@
 // - affinity: how personal a mail to the subscriber may be, one of AFFINITY_LEVELS, recorded
 //   as events; the person may cap it, and a mail uses the lower of the two.
 // - campaign: one mail to a list, in one of CAMPAIGN_STATUSES.
-// - message: a campaign's mail to one recipient, fixed when sending starts, in one of
-//   MESSAGE_STATUSES.
+// - message: a campaign's mail to one recipient, one row each, fixed when sending starts
+//   (the audience), in one of MESSAGE_STATUSES.
 // - outbox mail: a transactional mail (OUTBOX_MAIL_KINDS) written in the transaction of the
 //   change that needs it and sent by a worker (OUTBOX_MAIL_STATUSES).
 // - suppression: the SHA-256 of an address that must never be mailed again.
@@ -31,6 +31,9 @@ export type AffinityLevel = (typeof AFFINITY_LEVELS)[number];
 
 export const SUBSCRIPTION_STATUSES = ['pending', 'confirmed', 'unsubscribed', 'bounced', 'complained'] as const;
 export type SubscriptionStatus = (typeof SUBSCRIPTION_STATUSES)[number];
+/** The statuses a person can still leave (a withdrawal, or erasure, closes them). */
+export const OPEN_SUBSCRIPTION_STATUSES = ['pending', 'confirmed'] as const satisfies readonly SubscriptionStatus[];
+export const isOpen = (status: SubscriptionStatus): boolean => (OPEN_SUBSCRIPTION_STATUSES as readonly SubscriptionStatus[]).includes(status);
 
 export const CONSENT_EVENT_KINDS = ['requested', 'confirmed', 'withdrawn', 'erased'] as const;
 export type ConsentEventKind = (typeof CONSENT_EVENT_KINDS)[number];
@@ -38,6 +41,10 @@ export type ConsentEventKind = (typeof CONSENT_EVENT_KINDS)[number];
 export const CAMPAIGN_STATUSES = ['draft', 'sending', 'paused', 'sent', 'cancelled'] as const;
 export type CampaignStatus = (typeof CAMPAIGN_STATUSES)[number];
 
+/**
+ * A message is queued until a worker sends it (sent), the relay refuses it for good
+ * (failed), or it no longer may go (skipped: unsubscribed, erased, or the campaign cancelled).
+ */
 export const MESSAGE_STATUSES = ['queued', 'sent', 'failed', 'skipped'] as const;
 export type MessageStatus = (typeof MESSAGE_STATUSES)[number];
 

@@ -1,9 +1,5 @@
-// Campaigns: draft, preview, send, pause, resume, cancel.
-//
-// Glossary. A *campaign* is one mail to a list; its *messages* are one row per recipient,
-// fixed when sending starts (the audience). A message is *queued* until a worker sends it
-// (*sent*), the relay refuses it for good (*failed*), or it no longer may go (*skipped*:
-// unsubscribed, erased, or the campaign cancelled).
+// Campaigns: draft, preview, send, pause, resume, cancel. The words (campaign, message and
+// their statuses) are in domain.ts's glossary.
 import type { Deps } from '../deps.js';
 import { allowLongStatements } from '../db/database.js';
 import { type AffinityLevel, type CampaignStatus, MESSAGE_STATUSES, type MessageStatus, UUID, zeroCounts } from '../domain.js';

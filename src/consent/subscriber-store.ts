@@ -1,7 +1,7 @@
 // SQL for reading, exporting and erasing subscribers: one function per statement.
 import { sql } from 'kysely';
 import { anyOf, type Database, type Trx } from '../db/database.js';
-import type { AffinityLevel, SubscriptionStatus } from '../domain.js';
+import { type AffinityLevel, OPEN_SUBSCRIPTION_STATUSES, type SubscriptionStatus } from '../domain.js';
 
 type Db = Database | Trx;
 
@@ -119,10 +119,11 @@ export async function scrubMailsTo(trx: Trx, subscriberId: string): Promise<void
 }
 
 export async function closeSubscriptionsOf(trx: Trx, subscriberId: string): Promise<void> {
+  const open = sql`status = any(${OPEN_SUBSCRIPTION_STATUSES}::text[])`;
   await trx.updateTable('subscriptions')
     .set({
-      status: sql`case when status in ('pending', 'confirmed') then 'unsubscribed' else status end`,
-      unsubscribed_at: sql`case when status in ('pending', 'confirmed') then now() else unsubscribed_at end`,
+      status: sql`case when ${open} then 'unsubscribed' else status end`,
+      unsubscribed_at: sql`case when ${open} then now() else unsubscribed_at end`,
       pending_fields: null, pending_since: null, updated_at: sql`now()`,
     })
     .where('subscriber_id', '=', subscriberId)
