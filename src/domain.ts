@@ -33,7 +33,8 @@ export const SUBSCRIPTION_STATUSES = ['pending', 'confirmed', 'unsubscribed', 'b
 export type SubscriptionStatus = (typeof SUBSCRIPTION_STATUSES)[number];
 /** The statuses a person can still leave (a withdrawal, or erasure, closes them). */
 export const OPEN_SUBSCRIPTION_STATUSES = ['pending', 'confirmed'] as const satisfies readonly SubscriptionStatus[];
-export const isOpen = (status: SubscriptionStatus): boolean => (OPEN_SUBSCRIPTION_STATUSES as readonly SubscriptionStatus[]).includes(status);
+export const isOpenSubscription = (status: SubscriptionStatus): boolean =>
+  (OPEN_SUBSCRIPTION_STATUSES as readonly SubscriptionStatus[]).includes(status);
 
 export const CONSENT_EVENT_KINDS = ['requested', 'confirmed', 'withdrawn', 'erased'] as const;
 export type ConsentEventKind = (typeof CONSENT_EVENT_KINDS)[number];

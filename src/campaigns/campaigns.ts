@@ -6,7 +6,7 @@ import { type AffinityLevel, type CampaignStatus, MESSAGE_STATUSES, type Message
 import { DomainError } from '../errors.js';
 import { previewLinks } from '../links/urls.js';
 import { getList } from '../lists/lists.js';
-import { buildCampaignMail, campaignContext, campaignMailSource, hasAddress } from './message.js';
+import { buildCampaignMail, campaignContext, campaignMailSource, hasAddress, type MessageDeps } from './message.js';
 import * as store from './store.js';
 
 export interface CampaignView {
@@ -50,8 +50,6 @@ export async function listCampaigns(deps: Pick<Deps, 'db'>, page: { cursor?: str
   return { data: await views(deps, shown), next_cursor: rows.length > page.limit ? shown.at(-1)!.id : null };
 }
 
-type MailDeps = Pick<Deps, 'config' | 'catalogues'>;
-
 /** A made-up recipient at the highest level, so that a trial render reaches every field a mail may use. */
 const SAMPLE_RECIPIENT = {
   email: 'sample@example.org', first_name: 'Sample', last_name: 'Recipient', attributes: {}, locale: 'en', affinity: 'engaged', affinity_cap: null,
@@ -61,7 +59,7 @@ const SAMPLE_RECIPIENT = {
  * The sample's context, built as every mail's is (message.ts). The render itself happens in
  * the sandbox's thread, which takes data only, so it cannot take the whole mail's path.
  */
-function sampleContext(deps: MailDeps, list: { name: string }): Record<string, unknown> {
+function sampleContext(deps: MessageDeps, list: { name: string }): Record<string, unknown> {
   return campaignContext(deps, SAMPLE_RECIPIENT, list, previewLinks(deps.config)).context;
 }
 
@@ -69,7 +67,7 @@ function sampleContext(deps: MailDeps, list: { name: string }): Record<string, u
  * Refuses (422) a template that does not compile, or does not render for the sample
  * recipient within the render limits; compiles and tries it in the sandbox's thread.
  */
-export async function createCampaign(deps: Pick<Deps, 'db' | 'templateSandbox'> & MailDeps, input: {
+export async function createCampaign(deps: Pick<Deps, 'db' | 'templateSandbox'> & MessageDeps, input: {
   name: string; list: string; subject: string; mjml: string; minAffinity?: AffinityLevel | undefined;
 }): Promise<CampaignView> {
   const list = await getList(deps, input.list);
@@ -81,7 +79,7 @@ export async function createCampaign(deps: Pick<Deps, 'db' | 'templateSandbox'> 
 }
 
 /** The mail one person would get, and which of their fields their affinity keeps out of it. */
-export async function previewCampaign(deps: Pick<Deps, 'db'> & MailDeps, id: string, subscriberId: string) {
+export async function previewCampaign(deps: Pick<Deps, 'db'> & MessageDeps, id: string, subscriberId: string) {
   const campaign = ID.test(id) ? await store.findCampaignTemplates(deps.db, id) : undefined;
   if (!campaign) throw notFound(id);
   const [recipient] = UUID.test(subscriberId) ? await store.findRecipients(deps.db, [subscriberId]) : [];

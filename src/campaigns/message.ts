@@ -8,10 +8,11 @@ import type { RecipientLinks } from '../links/urls.js';
 import type { OutgoingMail } from '../mail/mime.js';
 import { formatPlain } from '../mail/text.js';
 import { type PersonalisationContext, personalise, type Recipient } from './context.js';
-import type { RecipientRow } from './store.js';
+import type { findCampaignTemplates, RecipientRow } from './store.js';
 import { type ParsedCampaign, parseCampaign, renderCampaignMail } from './templates.js';
 
-type MessageDeps = Pick<Deps, 'config' | 'catalogues'>;
+/** What building a campaign mail reads: PUBLIC_URL, MAIL_FROM, SENDER_ADDRESS and the footer's words. */
+export type MessageDeps = Pick<Deps, 'config' | 'catalogues'>;
 
 /** What every mail of a campaign is built from: parsed once per campaign, never per recipient. */
 export interface CampaignMailSource {
@@ -19,8 +20,10 @@ export interface CampaignMailSource {
   parsed: ParsedCampaign;
 }
 
+type StoredCampaign = NonNullable<Awaited<ReturnType<typeof findCampaignTemplates>>>;
+
 /** Throws template_invalid for stored templates that do not parse (stored before today's checks, say). */
-export function campaignMailSource(row: { subject: string; html_template: string; text_template: string; list_slug: string; list_name: string }): CampaignMailSource {
+export function campaignMailSource(row: StoredCampaign): CampaignMailSource {
   return { list: { slug: row.list_slug, name: row.list_name }, parsed: parseCampaign(row) };
 }
 
@@ -36,7 +39,9 @@ export interface CampaignMail {
 }
 
 /** The context a mail renders from, for a real recipient or the sample a new campaign is tried with. */
-export function campaignContext(deps: MessageDeps, recipient: Recipient & { locale: string }, list: { name: string }, links: RecipientLinks): PersonalisationContext {
+export function campaignContext(
+  deps: MessageDeps, recipient: Recipient & { locale: string }, list: { name: string }, links: RecipientLinks,
+): PersonalisationContext {
   return personalise(recipient, sharedContext(deps, recipient, list, links));
 }
 

@@ -3,7 +3,7 @@
 // commits and answers, no later send to this address and list can start.
 import { allowLongStatements } from '../db/database.js';
 import type { Deps } from '../deps.js';
-import { isOpen, type RequestContext, type SubscriptionStatus } from '../domain.js';
+import { isOpenSubscription, type RequestContext, type SubscriptionStatus } from '../domain.js';
 import { tokenHash, type UnsubscribeClaims } from '../links/tokens.js';
 import * as listStore from '../lists/store.js';
 import { appendConsentEvent, chainHead } from './ledger.js';
@@ -45,7 +45,7 @@ export async function unsubscribe(
     const subscription = subscriber && await store.lockSubscription(trx, claims.subscriberId, claims.listId);
     const list = await listStore.findListById(trx, claims.listId);
     if (!subscriber || !subscription || !list) return undefined;
-    if (!isOpen(subscription.status)) {
+    if (!isOpenSubscription(subscription.status)) {
       return { list, locale: subscriber.locale, status: subscription.status, changed: false };
     }
     const head = await chainHead(trx, subscriber.id);

@@ -8,7 +8,7 @@ import {
 } from '../consent/preferences.js';
 import { eraseSubscriber, exportSubscriber } from '../consent/subscribers.js';
 import type { Deps } from '../deps.js';
-import { AFFINITY_LEVELS, isOpen } from '../domain.js';
+import { AFFINITY_LEVELS, isOpenSubscription } from '../domain.js';
 import { DomainError } from '../errors.js';
 import { chooseLocale, type Locale, LOCALES, localeFromAcceptLanguage, matchLocale } from '../i18n.js';
 import { requestContext } from './client.js';
@@ -50,7 +50,7 @@ export function preferencesApp(deps: Deps, pages: Pages): Hono<AppEnv> {
       subscriptions: view.subscriptions.map((s) => ({
         slug: s.list, name: view.list_names.get(s.list) ?? s.list, status_key: `page.preferences.status.${s.status}`,
         consent_text: s.consent_text, confirmed_on: s.confirmed_at ? `${dates.format(s.confirmed_at)} UTC` : '',
-        can_leave: isOpen(s.status),
+        can_leave: isOpenSubscription(s.status),
       })),
       level_key: `page.preferences.level.${view.effective_affinity}`,
       cap_options: [
