@@ -5,12 +5,12 @@
 // Once per campaign is compileCampaign: validate, MJML to HTML, HTML to a text template.
 // Answers over IPC with {renderUs, compileUs, bytes}.
 import { randomUUID } from 'node:crypto';
-import { personalise } from '../src/campaigns/context.js';
-import { listHeaders, recipientLinks, sharedContext } from '../src/campaigns/message.js';
-import { compileCampaign, parseCampaign, renderCampaignMail } from '../src/campaigns/templates.js';
+import { buildCampaignMail } from '../src/campaigns/message.js';
+import { compileCampaign, parseCampaign } from '../src/campaigns/templates.js';
 import { parseConfig } from '../src/config.js';
-import { TokenSigner } from '../src/consent/tokens.js';
 import { loadCatalogues } from '../src/i18n.js';
+import { TokenSigner } from '../src/links/tokens.js';
+import { recipientLinks } from '../src/links/urls.js';
 import { buildMessage } from '../src/mail/mime.js';
 import { NEWSLETTER } from './newsletter.js';
 
@@ -41,13 +41,8 @@ async function renderOne(): Promise<void> {
     id: randomUUID(), email: `reader${n}@bench.example`, first_name: 'Ada', last_name: 'Lovelace', attributes: {},
     locale: 'en', affinity_cap: null, affinity: 'known' as const,
   };
-  const links = recipientLinks(deps, recipient.id, '1');
-  const personal = personalise(recipient, sharedContext(deps, recipient, list, links));
-  const mail = renderCampaignMail(parsed, personal.context);
-  const built = buildMessage({
-    from: deps.config.mailFrom, to: recipient.email, subject: mail.subject, html: mail.html, text: mail.text,
-    messageId: `<${randomUUID()}@bench.example>`, ...listHeaders(deps.config, list, links),
-  });
+  const { mail } = buildCampaignMail(deps, { list, parsed }, recipient, recipientLinks(deps, recipient.id, '1'));
+  const built = buildMessage({ ...mail, messageId: `<${randomUUID()}@bench.example>` });
   bytes = Buffer.byteLength(built.raw);
 }
 

@@ -1,11 +1,12 @@
 // `assent [command]`: the service's roles and its admin commands.
 import { parseArgs } from 'node:util';
 import { getCampaign } from './campaigns/campaigns.js';
-import { createList, SIGNUP_FIELDS, type SignupField } from './consent/lists.js';
-import { verifyChain } from './consent/ledger.js';
+import { verifyEveryChain } from './consent/ledger.js';
+import { MESSAGE_STATUSES } from './domain.js';
 import { DomainError } from './errors.js';
 import { createApiKey } from './keys/keys.js';
 import * as keyStore from './keys/store.js';
+import { createList, SIGNUP_FIELDS, type SignupField } from './lists/lists.js';
 import { addressTag } from './log.js';
 import { createLogger, loadConfig, main, openDatabase } from './main.js';
 
@@ -84,19 +85,18 @@ async function keys(args: string[]): Promise<number> {
 
 async function campaignsShow(id: string): Promise<void> {
   const campaign = await withDatabase((db) => getCampaign({ db }, id));
-  const { queued, sent, failed, skipped } = campaign.counts;
-  const total = queued + sent + failed + skipped;
-  const done = total - queued;
+  const { counts } = campaign;
+  const total = Object.values(counts).reduce((sum, count) => sum + count, 0);
+  const done = total - counts.queued;
   const date = (value: Date | null) => value?.toISOString() ?? '-';
+  // What is handled first, then what is still queued.
+  const shownStatuses = [...MESSAGE_STATUSES.filter((status) => status !== 'queued'), 'queued' as const];
   process.stdout.write([
     `campaign ${campaign.id}: ${campaign.name}`,
     `list       ${campaign.list}`,
     `status     ${campaign.status}`,
     `progress   ${done} of ${total} handled (${total === 0 ? 0 : Math.floor((done / total) * 100)}%)`,
-    `sent       ${sent}`,
-    `failed     ${failed}`,
-    `skipped    ${skipped}`,
-    `queued     ${queued}`,
+    ...shownStatuses.map((status) => `${status.padEnd(11)}${counts[status]}`),
     `created    ${date(campaign.created_at)}`,
     `sending    ${date(campaign.sending_at)}`,
     `finished   ${date(campaign.finished_at)}`,
@@ -107,16 +107,9 @@ async function verifyAll(): Promise<boolean> {
   return withDatabase(async (db) => {
     let verified = 0;
     const failed: string[] = [];
-    // keyset paging: every subscriber, never all of them in memory at once
-    let after = '00000000-0000-0000-0000-000000000000';
-    for (;;) {
-      const page = await db.selectFrom('subscribers').select('id').where('id', '>', after).orderBy('id').limit(500).execute();
-      if (page.length === 0) break;
-      for (const { id } of page) {
-        if ((await verifyChain(db, id)).verified) verified += 1;
-        else failed.push(id);
-      }
-      after = page.at(-1)!.id;
+    for await (const chain of verifyEveryChain(db)) {
+      if (chain.verified) verified += 1;
+      else failed.push(chain.subscriberId);
     }
     process.stdout.write(`${verified} consent chains verify, ${failed.length} do not\n`);
     for (const id of failed) process.stdout.write(`  does not verify: subscriber ${id}\n`);

@@ -3,9 +3,9 @@
 import type { Logger } from 'pino';
 import type { TemplateSandbox } from './campaigns/sandbox.js';
 import type { Config } from './config.js';
-import type { TokenSigner } from './consent/tokens.js';
 import type { Database } from './db/database.js';
 import type { Catalogues } from './i18n.js';
+import type { TokenSigner } from './links/tokens.js';
 import type { MailTemplates } from './mail/templates.js';
 import type { Metrics } from './metrics.js';
 

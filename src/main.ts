@@ -6,7 +6,6 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { TemplateSandbox } from './campaigns/sandbox.js';
 import { type Config, parseConfig } from './config.js';
-import { TokenSigner } from './consent/tokens.js';
 import { createDatabase, type Database } from './db/database.js';
 import { startEmbeddedDatabase } from './db/embedded.js';
 import { migrateToLatest } from './db/migrate.js';
@@ -14,13 +13,16 @@ import type { Deps } from './deps.js';
 import { createApp } from './http/app.js';
 import { metricsOnPublicPort, opsApp } from './http/ops.js';
 import { loadCatalogues } from './i18n.js';
+import { TokenSigner } from './links/tokens.js';
 import { jsonLogger } from './log.js';
 import { MailTemplates } from './mail/templates.js';
 import { folderSender, type MailSender, smtpSender } from './mail/transport.js';
 import { createMetrics, registerQueueGauges } from './metrics.js';
 import { loadOrCreateDevSecret } from './secrets.js';
 import { CampaignWorker } from './workers/campaign.js';
+import { countQueuedMessages } from './workers/message-store.js';
 import { OutboxWorker } from './workers/outbox.js';
+import { countQueuedMails } from './workers/outbox-store.js';
 
 export type Role = 'serve' | 'worker';
 
@@ -83,7 +85,7 @@ export function createSender(config: Config): MailSender {
 export async function buildDeps(config: Config, log: Logger, db: Database, wake: { outbox?: () => void; campaigns?: () => void } = {}): Promise<Deps> {
   const catalogues = loadCatalogues();
   const metrics = createMetrics();
-  registerQueueGauges(metrics, db);
+  registerQueueGauges(metrics, { outbox: () => countQueuedMails(db), campaign: () => countQueuedMessages(db) });
   return {
     db,
     config,

@@ -1,8 +1,6 @@
 // Prometheus metrics, in a registry of their own per process (no global default registry,
 // so tests can build as many apps as they like).
-import { sql } from 'kysely';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { Database } from './db/database.js';
 
 export function createMetrics() {
   const registry = new Registry();
@@ -30,20 +28,20 @@ export function createMetrics() {
 
 export type Metrics = ReturnType<typeof createMetrics>;
 
-/** Queue depths, read from the database when Prometheus scrapes (one small query each). */
-export function registerQueueGauges(metrics: Metrics, db: Database): void {
-  new Gauge({
-    name: 'assent_outbox_queued', help: 'Transactional mails waiting to be sent', registers: [metrics.registry],
-    async collect() {
-      const { rows } = await sql<{ n: string }>`select count(*) as n from outbox where status = 'queued'`.execute(db);
-      this.set(Number(rows[0]?.n ?? 0));
-    },
-  });
-  new Gauge({
-    name: 'assent_campaign_queued', help: 'Campaign messages waiting to be sent', registers: [metrics.registry],
-    async collect() {
-      const { rows } = await sql<{ n: string }>`select count(*) as n from campaign_messages where status = 'queued'`.execute(db);
-      this.set(Number(rows[0]?.n ?? 0));
-    },
-  });
+/** The queues whose depth is a gauge, `assent_<queue>_queued`. */
+const QUEUES = {
+  outbox: 'Transactional mails waiting to be sent',
+  campaign: 'Campaign messages waiting to be sent',
+} as const;
+
+/** Queue depths, counted when Prometheus scrapes (one small query each, from the queue's own store). */
+export function registerQueueGauges(metrics: Metrics, countQueued: Record<keyof typeof QUEUES, () => Promise<number>>): void {
+  for (const [queue, help] of Object.entries(QUEUES) as [keyof typeof QUEUES, string][]) {
+    new Gauge({
+      name: `assent_${queue}_queued`, help, registers: [metrics.registry],
+      async collect() {
+        this.set(await countQueued[queue]());
+      },
+    });
+  }
 }

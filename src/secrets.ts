@@ -2,7 +2,7 @@
 // DATA_DIR, so links mailed yesterday still verify after a restart.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { generateSecret } from './consent/tokens.js';
+import { generateSecret } from './links/tokens.js';
 
 export function loadOrCreateDevSecret(dataDir: string): string {
   const file = path.join(dataDir, 'token-secret');

@@ -13,7 +13,7 @@ import { serve } from '@hono/node-server';
 import type { AxeResults, Result } from 'axe-core';
 import { type Browser, chromium, type Locator, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { preferencesUrl } from '../src/campaigns/message.js';
+import { preferencesUrl } from '../src/links/urls.js';
 import { useTestService } from './helpers/fixture.js';
 import { confirmLink, pathOf } from './helpers/http.js';
 

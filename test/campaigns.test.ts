@@ -5,7 +5,7 @@ import { authenticate } from 'mailauth';
 import { describe, expect, it } from 'vitest';
 import { smtpSender } from '../src/mail/transport.js';
 import { CampaignWorker } from '../src/workers/campaign.js';
-import { takeSendTokens } from '../src/workers/campaign-store.js';
+import { takeSendTokens } from '../src/workers/message-store.js';
 import { useTestService } from './helpers/fixture.js';
 import { seedConfirmed } from './helpers/http.js';
 import type { TestService } from './helpers/service.js';

@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { verifyChain } from '../src/consent/ledger.js';
-import { tokenHash } from '../src/consent/tokens.js';
+import { tokenHash } from '../src/links/tokens.js';
 import { useTestService } from './helpers/fixture.js';
 import { createTestService } from './helpers/service.js';
 import { confirmLink, pathOf, postForm, postJson, snapshot } from './helpers/http.js';

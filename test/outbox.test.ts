@@ -89,7 +89,7 @@ describe('several workers', () => {
     await t.tdb.query(`update outbox set locked_until = now() - interval '1 second' where recipient = 'orphan@example.org'`);
     expect(await t.service.worker.runOnce()).toBe(1);
     expect((await rowsFor(['orphan@example.org']))[0]).toMatchObject({ status: 'sent', attempts: 2 });
-    const { markMailFailed } = await import('../src/workers/store.js');
+    const { markMailFailed } = await import('../src/workers/outbox-store.js');
     const { rows } = await t.tdb.query(`select id from outbox where recipient = 'orphan@example.org'`);
     expect(await markMailFailed(t.tdb.db, 'dead-worker', rows[0].id, 'late')).toBe(false);
   });

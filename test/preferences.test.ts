@@ -3,8 +3,8 @@
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { preferencesUrl } from '../src/campaigns/message.js';
-import { PREFERENCES_TTL_MS, tokenHash } from '../src/consent/tokens.js';
+import { preferencesUrl } from '../src/links/urls.js';
+import { PREFERENCES_TTL_MS, tokenHash } from '../src/links/tokens.js';
 import type { DB } from '../src/db/schema.js';
 import { createApp } from '../src/http/app.js';
 import { useTestService } from './helpers/fixture.js';

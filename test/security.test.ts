@@ -1,7 +1,7 @@
 // Claims of docs/security.md that no other file shows: markup a person or a marketer typed
 // never becomes markup on our pages, and SQL typed into any field stays data.
 import { describe, expect, it } from 'vitest';
-import { preferencesUrl } from '../src/campaigns/message.js';
+import { preferencesUrl } from '../src/links/urls.js';
 import { useTestService } from './helpers/fixture.js';
 import { confirmLink, pathOf, postForm, snapshot } from './helpers/http.js';
 

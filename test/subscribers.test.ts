@@ -1,7 +1,7 @@
 // The marketers' API for people: find, one, proof of consent, affinity, export, erasure.
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { preferencesUrl } from '../src/campaigns/message.js';
+import { preferencesUrl } from '../src/links/urls.js';
 import { appendConsentEvent, chainHead } from '../src/consent/ledger.js';
 import { useTestService } from './helpers/fixture.js';
 import { confirmLink, pathOf, postJson } from './helpers/http.js';

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { TokenSigner } from '../src/consent/tokens.js';
+import { TokenSigner } from '../src/links/tokens.js';
 
 const KEY_A = 'a'.repeat(40);
 const KEY_B = 'b'.repeat(40);

@@ -1,19 +1,13 @@
-// Campaigns: draft, preview, send, pause, resume, cancel.
-//
-// Glossary. A *campaign* is one mail to a list; its *messages* are one row per recipient,
-// fixed when sending starts (the audience). A message is *queued* until a worker sends it
-// (*sent*), the relay refuses it for good (*failed*), or it no longer may go (*skipped*:
-// unsubscribed, erased, or the campaign cancelled).
-import { findListBySlug } from '../consent/store.js';
-import { UUID } from '../consent/subscribers.js';
+// Campaigns: draft, preview, send, pause, resume, cancel. The words (campaign, message and
+// their statuses) are in domain.ts's glossary.
 import type { Deps } from '../deps.js';
 import { allowLongStatements } from '../db/database.js';
-import type { AffinityLevel, CampaignStatus, MessageStatus } from '../db/schema.js';
+import { type AffinityLevel, type CampaignStatus, MESSAGE_STATUSES, type MessageStatus, UUID, zeroCounts } from '../domain.js';
 import { DomainError } from '../errors.js';
-import { personalise } from './context.js';
-import { previewLinks, sharedContext } from './message.js';
+import { previewLinks } from '../links/urls.js';
+import { getList } from '../lists/lists.js';
+import { buildCampaignMail, campaignContext, campaignMailSource, hasAddress, type MessageDeps } from './message.js';
 import * as store from './store.js';
-import { parseCampaign, renderCampaignMail } from './templates.js';
 
 export interface CampaignView {
   id: string;
@@ -39,7 +33,7 @@ async function views(deps: Pick<Deps, 'db'>, rows: NonNullable<Awaited<ReturnTyp
   return rows.map((row) => ({
     id: row.id, name: row.name, list: row.list, subject: row.subject, min_affinity: row.min_affinity, status: row.status,
     created_at: row.created_at, sending_at: row.sending_at, finished_at: row.finished_at,
-    counts: counts.get(row.id) ?? { queued: 0, sent: 0, failed: 0, skipped: 0 },
+    counts: counts.get(row.id) ?? zeroCounts(MESSAGE_STATUSES),
   }));
 }
 
@@ -56,24 +50,27 @@ export async function listCampaigns(deps: Pick<Deps, 'db'>, page: { cursor?: str
   return { data: await views(deps, shown), next_cursor: rows.length > page.limit ? shown.at(-1)!.id : null };
 }
 
-type LinkDeps = Pick<Deps, 'config' | 'signer' | 'catalogues' | 'clock'>;
-
 /** A made-up recipient at the highest level, so that a trial render reaches every field a mail may use. */
-function sampleContext(deps: LinkDeps, list: { id: string; name: string }): Record<string, unknown> {
-  const links = previewLinks(deps.config);
-  const recipient = { email: 'sample@example.org', first_name: 'Sample', last_name: 'Recipient', attributes: {}, affinity: 'engaged', affinity_cap: null } as const;
-  return personalise(recipient, sharedContext(deps, { locale: 'en' }, list, links)).context;
+const SAMPLE_RECIPIENT = {
+  email: 'sample@example.org', first_name: 'Sample', last_name: 'Recipient', attributes: {}, locale: 'en', affinity: 'engaged', affinity_cap: null,
+} as const;
+
+/**
+ * The sample's context, built as every mail's is (message.ts). The render itself happens in
+ * the sandbox's thread, which takes data only, so it cannot take the whole mail's path.
+ */
+function sampleContext(deps: MessageDeps, list: { name: string }): Record<string, unknown> {
+  return campaignContext(deps, SAMPLE_RECIPIENT, list, previewLinks(deps.config)).context;
 }
 
 /**
  * Refuses (422) a template that does not compile, or does not render for the sample
  * recipient within the render limits; compiles and tries it in the sandbox's thread.
  */
-export async function createCampaign(deps: Pick<Deps, 'db' | 'templateSandbox'> & LinkDeps, input: {
+export async function createCampaign(deps: Pick<Deps, 'db' | 'templateSandbox'> & MessageDeps, input: {
   name: string; list: string; subject: string; mjml: string; minAffinity?: AffinityLevel | undefined;
 }): Promise<CampaignView> {
-  const list = await findListBySlug(deps.db, input.list);
-  if (!list) throw new DomainError('list_not_found', `there is no list "${input.list}"`);
+  const list = await getList(deps, input.list);
   const compiled = await deps.templateSandbox.compile({ subject: input.subject, mjml: input.mjml, sample: sampleContext(deps, list) });
   const id = await store.insertCampaign(deps.db, {
     name: input.name, listId: list.id, subject: input.subject, mjml: input.mjml, ...compiled, minAffinity: input.minAffinity ?? 'confirmed',
@@ -82,18 +79,13 @@ export async function createCampaign(deps: Pick<Deps, 'db' | 'templateSandbox'> 
 }
 
 /** The mail one person would get, and which of their fields their affinity keeps out of it. */
-export async function previewCampaign(deps: Pick<Deps, 'db'> & LinkDeps, id: string, subscriberId: string) {
+export async function previewCampaign(deps: Pick<Deps, 'db'> & MessageDeps, id: string, subscriberId: string) {
   const campaign = ID.test(id) ? await store.findCampaignTemplates(deps.db, id) : undefined;
   if (!campaign) throw notFound(id);
   const [recipient] = UUID.test(subscriberId) ? await store.findRecipients(deps.db, [subscriberId]) : [];
-  if (!recipient) throw new DomainError('subscriber_not_found', `there is no subscriber ${subscriberId}`);
-  const links = previewLinks(deps.config);
-  const personal = personalise(
-    { ...recipient, email: recipient.email!, affinity: recipient.affinity ?? 'confirmed' },
-    sharedContext(deps, recipient, { name: campaign.list_name }, links),
-  );
-  const mail = renderCampaignMail(parseCampaign(campaign), personal.context);
-  return { ...mail, affinity: personal.level, withheld: personal.withheld };
+  if (!recipient || !hasAddress(recipient)) throw new DomainError('subscriber_not_found', `there is no subscriber ${subscriberId}`);
+  const { mail, level, withheld } = buildCampaignMail(deps, campaignMailSource(campaign), recipient, previewLinks(deps.config));
+  return { subject: mail.subject, html: mail.html, text: mail.text, affinity: level, withheld };
 }
 
 // A million recipients take about 15 s to fix (npm run bench), past DATABASE_STATEMENT_TIMEOUT;

@@ -1,10 +1,7 @@
 // The personalisation context: built per recipient from the fields their affinity allows
 // and nothing else, so a template cannot reach what is not there. The level used is the
 // lower of the recorded one and the cap the person set.
-import type { AffinityLevel } from '../db/schema.js';
-
-export const LEVELS: readonly AffinityLevel[] = ['confirmed', 'known', 'engaged'];
-export const rank = (level: AffinityLevel) => LEVELS.indexOf(level);
+import { AFFINITY_LEVELS, type AffinityLevel, affinityRank, effectiveAffinity } from '../domain.js';
 
 /** Which subscriber fields each level adds to the context. */
 const FIELDS_FROM: Record<AffinityLevel, readonly string[]> = {
@@ -13,16 +10,13 @@ const FIELDS_FROM: Record<AffinityLevel, readonly string[]> = {
   engaged: ['attributes'],
 };
 
-export function effectiveLevel(recorded: AffinityLevel, cap: AffinityLevel | null): AffinityLevel {
-  return cap !== null && rank(cap) < rank(recorded) ? cap : recorded;
-}
-
 export interface Recipient {
   email: string;
   first_name: string | null;
   last_name: string | null;
   attributes: Record<string, unknown>;
-  affinity: AffinityLevel;
+  /** The latest recorded level, if any (see effectiveAffinity). */
+  affinity: AffinityLevel | null;
   affinity_cap: AffinityLevel | null;
 }
 
@@ -37,13 +31,13 @@ const holds = (value: unknown) =>
   value !== null && value !== undefined && value !== '' && !(typeof value === 'object' && Object.keys(value as object).length === 0);
 
 export function personalise(recipient: Recipient, shared: Record<string, unknown>): PersonalisationContext {
-  const level = effectiveLevel(recipient.affinity, recipient.affinity_cap);
+  const level = effectiveAffinity(recipient.affinity, recipient.affinity_cap);
   const subscriber: Record<string, unknown> = {};
   const withheld: string[] = [];
-  for (const candidate of LEVELS) {
+  for (const candidate of AFFINITY_LEVELS) {
     for (const field of FIELDS_FROM[candidate]) {
       const value = recipient[field as keyof Recipient];
-      if (rank(candidate) <= rank(level)) subscriber[field] = value ?? undefined;
+      if (affinityRank(candidate) <= affinityRank(level)) subscriber[field] = value ?? undefined;
       else if (holds(value)) withheld.push(`subscriber.${field}`);
     }
   }

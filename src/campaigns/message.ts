@@ -1,40 +1,65 @@
-// What every campaign mail carries besides its body: per-recipient links, the localised
-// footer, and the list headers of RFC 2369, RFC 2919 and RFC 8058.
-import { PREFERENCES_TTL_MS } from '../consent/tokens.js';
+// A campaign mail for one recipient, built in one place for the worker that sends it and the
+// preview that shows it: the affinity-bounded context, the Liquid render, the localised
+// footer, and the list headers of RFC 2369, RFC 2919 and RFC 8058. The links are the
+// caller's: a recipient's own for a mail, inert ones for a preview (links/urls.ts).
 import type { Deps } from '../deps.js';
 import { chooseLocale, matchLocale } from '../i18n.js';
+import type { RecipientLinks } from '../links/urls.js';
+import type { OutgoingMail } from '../mail/mime.js';
 import { formatPlain } from '../mail/text.js';
+import { type PersonalisationContext, personalise, type Recipient } from './context.js';
+import type { findCampaignTemplates, RecipientRow } from './store.js';
+import { type ParsedCampaign, parseCampaign, renderCampaignMail } from './templates.js';
 
-type LinkDeps = Pick<Deps, 'config' | 'signer' | 'catalogues' | 'clock'>;
+/** What building a campaign mail reads: PUBLIC_URL, MAIL_FROM, SENDER_ADDRESS and the footer's words. */
+export type MessageDeps = Pick<Deps, 'config' | 'catalogues'>;
 
-export interface RecipientLinks {
-  unsubscribeUrl: string;
-  preferencesUrl: string;
+/** What every mail of a campaign is built from: parsed once per campaign, never per recipient. */
+export interface CampaignMailSource {
+  list: { slug: string; name: string };
+  parsed: ParsedCampaign;
 }
 
-export function preferencesUrl(deps: Pick<Deps, 'config' | 'signer' | 'clock'>, subscriberId: string): string {
-  const token = deps.signer.signPreferences({ subscriberId, expiresAt: deps.clock() + PREFERENCES_TTL_MS });
-  return `${deps.config.publicUrl}/preferences/${token}`;
+type StoredCampaign = NonNullable<Awaited<ReturnType<typeof findCampaignTemplates>>>;
+
+/** Throws template_invalid for stored templates that do not parse (stored before today's checks, say). */
+export function campaignMailSource(row: StoredCampaign): CampaignMailSource {
+  return { list: { slug: row.list_slug, name: row.list_name }, parsed: parseCampaign(row) };
 }
 
-export function recipientLinks(deps: LinkDeps, subscriberId: string, listId: string): RecipientLinks {
+/** A recipient who can be mailed: one not erased (findRecipients leaves the erased out, a send may meet one). */
+export const hasAddress = (row: RecipientRow): row is RecipientRow & { email: string } => row.email !== null;
+
+export interface CampaignMail {
+  /** All but the Message-ID, which the sender gives each attempt. */
+  mail: Omit<OutgoingMail, 'messageId'>;
+  /** The affinity level the mail used, and the fields held about the person that it kept out. */
+  level: PersonalisationContext['level'];
+  withheld: string[];
+}
+
+/** The context a mail renders from, for a real recipient or the sample a new campaign is tried with. */
+export function campaignContext(
+  deps: MessageDeps, recipient: Recipient & { locale: string }, list: { name: string }, links: RecipientLinks,
+): PersonalisationContext {
+  return personalise(recipient, sharedContext(deps, recipient, list, links));
+}
+
+/** Renders one recipient's mail; throws MailRenderError (templates.ts) when the templates cannot render for them. */
+export function buildCampaignMail(
+  deps: MessageDeps, campaign: CampaignMailSource, recipient: Recipient & { locale: string }, links: RecipientLinks,
+): CampaignMail {
+  const personal = campaignContext(deps, recipient, campaign.list, links);
+  const rendered = renderCampaignMail(campaign.parsed, personal.context);
   return {
-    unsubscribeUrl: `${deps.config.publicUrl}/u/${deps.signer.signUnsubscribe({ subscriberId, listId })}`,
-    preferencesUrl: preferencesUrl(deps, subscriberId),
+    mail: { ...rendered, from: deps.config.mailFrom, to: recipient.email, ...listHeaders(deps.config, campaign.list, links) },
+    level: personal.level,
+    withheld: personal.withheld,
   };
 }
 
-/**
- * The links a preview shows: where they lead, with no token that works. A preview answers an
- * API key, and the person's own links would let that key unsubscribe them or change their
- * preferences as if it were them, with their click in the evidence.
- */
-export function previewLinks(config: Deps['config']): RecipientLinks {
-  return { unsubscribeUrl: `${config.publicUrl}/u/preview`, preferencesUrl: `${config.publicUrl}/preferences/preview` };
-}
-
 /** The context every recipient gets whatever their level: the list, the links, the footer. */
-export function sharedContext(deps: LinkDeps, recipient: { locale: string }, list: { name: string }, links: RecipientLinks) {
+function sharedContext(deps: MessageDeps, recipient: { locale: string }, list: { name: string }, links: RecipientLinks) {
   const catalogue = deps.catalogues[chooseLocale(matchLocale(recipient.locale))];
   const text = (key: string) => formatPlain(catalogue[key] ?? deps.catalogues.en[key] ?? '', { list: list.name });
   return {
@@ -55,7 +80,7 @@ export function sharedContext(deps: LinkDeps, recipient: { locale: string }, lis
  * list's slug under PUBLIC_URL's host, its name as the phrase, encoded only where it must be)
  * and List-Unsubscribe (RFC 2369); List-Unsubscribe-Post (RFC 8058) asks for one-click.
  */
-export function listHeaders(config: Deps['config'], list: { slug: string; name: string }, links: RecipientLinks) {
+function listHeaders(config: Deps['config'], list: { slug: string; name: string }, links: RecipientLinks) {
   const host = new URL(config.publicUrl).hostname;
   return {
     list: {

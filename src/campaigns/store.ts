@@ -1,7 +1,7 @@
 // The campaigns module's SQL: one exported function per statement.
 import { sql } from 'kysely';
 import { anyOf, type Database, type Trx } from '../db/database.js';
-import type { AffinityLevel, CampaignStatus, MessageStatus } from '../db/schema.js';
+import { AFFINITY_LEVELS, type AffinityLevel, type CampaignStatus, MESSAGE_STATUSES, type MessageStatus } from '../domain.js';
 
 type Db = Database | Trx;
 
@@ -48,15 +48,10 @@ export type MessageCounts = Record<MessageStatus, number>;
 export async function countMessages(db: Db, campaignIds: string[]): Promise<Map<string, MessageCounts>> {
   if (campaignIds.length === 0) return new Map();
   const rows = await db.selectFrom('campaign_messages')
-    .select((eb) => ['campaign_id',
-      eb.fn.countAll<string>().filterWhere('status', '=', 'queued').as('queued'),
-      eb.fn.countAll<string>().filterWhere('status', '=', 'sent').as('sent'),
-      eb.fn.countAll<string>().filterWhere('status', '=', 'failed').as('failed'),
-      eb.fn.countAll<string>().filterWhere('status', '=', 'skipped').as('skipped')])
+    .select((eb) => ['campaign_id', ...MESSAGE_STATUSES.map((status) => eb.fn.countAll<string>().filterWhere('status', '=', status).as(status))])
     .where('campaign_id', '=', anyOf(campaignIds, 'bigint')).groupBy('campaign_id').execute();
-  return new Map(rows.map((row) => [row.campaign_id, {
-    queued: Number(row.queued), sent: Number(row.sent), failed: Number(row.failed), skipped: Number(row.skipped),
-  }]));
+  return new Map(rows.map((row) => [row.campaign_id,
+    Object.fromEntries(MESSAGE_STATUSES.map((status) => [status, Number(row[status])])) as MessageCounts]));
 }
 
 /** Moves a campaign between statuses; undefined when it was not in one of `from`. */
@@ -80,9 +75,12 @@ export async function transitionCampaign(db: Db, id: string, from: CampaignStatu
  * In primary-key order: a new campaign's keys then go in at the right edge of the index
  * instead of at random places in it, which made a million recipients about 20% faster
  * (npm run bench). Most of what remains is the two foreign-key checks per row.
+ *
+ * Levels rank by their place in AFFINITY_LEVELS (1-based in SQL). A person without a cap
+ * ranks as the highest level, so only the recorded one counts.
  */
 export async function insertAudience(trx: Trx, campaign: { id: string; listId: string; minAffinity: AffinityLevel }): Promise<number> {
-  const levels = sql`array['confirmed', 'known', 'engaged']`;
+  const levels = sql`${AFFINITY_LEVELS}::text[]`;
   const result = await sql`
     insert into campaign_messages (campaign_id, subscriber_id)
     select ${campaign.id}, x.subscriber_id
@@ -92,9 +90,9 @@ export async function insertAudience(trx: Trx, campaign: { id: string; listId: s
       and x.status = 'confirmed'
       and s.erased_at is null
       and not exists (select 1 from suppressions p where p.address_hash = sha256(convert_to(lower(s.email), 'UTF8')))
-      and (${campaign.minAffinity} = 'confirmed' or least(
+      and (array_position(${levels}, ${campaign.minAffinity}::text) = 1 or least(
         array_position(${levels}, (select a.level from affinity_events a where a.subscriber_id = s.id order by a.id desc limit 1)),
-        coalesce(array_position(${levels}, s.affinity_cap), 3)
+        coalesce(array_position(${levels}, s.affinity_cap), cardinality(${levels}))
       ) >= array_position(${levels}, ${campaign.minAffinity}::text))
     order by x.subscriber_id
     on conflict do nothing

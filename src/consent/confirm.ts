@@ -1,11 +1,12 @@
 // Confirmation: the click that turns a request into consent. Looking at a link (GET) never
 // changes anything, because mail scanners follow links; only the POST from its page confirms.
 import type { Deps } from '../deps.js';
+import type { RequestContext, SubscriptionStatus } from '../domain.js';
+import { type ConfirmClaims, tokenHash } from '../links/tokens.js';
+import * as listStore from '../lists/store.js';
 import { addressHash } from './address.js';
 import { appendConsentEvent, chainHead } from './ledger.js';
-import type { RequestContext } from './signup.js';
 import * as store from './store.js';
-import { type ConfirmClaims, tokenHash } from './tokens.js';
 
 interface ListRef {
   slug: string;
@@ -29,7 +30,7 @@ export type ConfirmLinkState =
 type LinkDeps = Pick<Deps, 'db' | 'clock' | 'signer'>;
 
 /** Where the subscription stands for a link that is genuine and unexpired. */
-function classify(claims: ConfirmClaims, subscription: { status: string; pending_since: Date | null } | undefined) {
+function classify(claims: ConfirmClaims, subscription: { status: SubscriptionStatus; pending_since: Date | null } | undefined) {
   if (!subscription) return 'unknown' as const;
   if (subscription.status === 'confirmed') return 'already_confirmed' as const;
   const since = subscription.pending_since?.getTime();
@@ -41,7 +42,7 @@ export async function inspectConfirmLink(deps: LinkDeps, token: string): Promise
   const check = deps.signer.verifyConfirm(token, deps.clock());
   if (!check.ok && check.reason === 'invalid') return { kind: 'invalid' };
   const claims = check.ok ? check.claims : check.claims;
-  const list = await store.findListById(deps.db, claims.listId);
+  const list = await listStore.findListById(deps.db, claims.listId);
   if (!check.ok) return { kind: 'expired', list };
   const [subscription, locale] = await Promise.all([
     store.findSubscription(deps.db, claims.subscriberId, claims.listId),
@@ -69,13 +70,13 @@ export async function confirmSubscription(
   const state = await deps.db.transaction().execute(async (trx): Promise<ConfirmLinkState> => {
     const subscriber = await store.lockSubscriber(trx, claims.subscriberId);
     const subscription = subscriber && await store.lockSubscription(trx, claims.subscriberId, claims.listId);
-    const list = await store.findListById(trx, claims.listId);
+    const list = await listStore.findListById(trx, claims.listId);
     const kind = subscriber && list ? classify(claims, subscription) : 'unknown';
     if (kind === 'unknown') return { kind };
     if (kind !== 'ready') return { kind, list: list!, locale: subscriber!.locale };
 
     const version = subscription!.pending_consent_version ?? list!.consentVersion;
-    const consentText = (await store.findConsentText(trx, list!.id, version)) ?? list!.consentText;
+    const consentText = (await listStore.findConsentText(trx, list!.id, version)) ?? list!.consentText;
     const fields = subscription!.pending_fields ?? {};
     const key = { subscriberId: subscriber!.id, listId: list!.id };
     const head = await chainHead(trx, subscriber!.id);

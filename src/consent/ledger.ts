@@ -6,8 +6,10 @@
 import { createHash } from 'node:crypto';
 import { type ExpressionBuilder, sql } from 'kysely';
 import { type Database, precompiled, type Trx } from '../db/database.js';
-import type { ConsentEventKind, DB } from '../db/schema.js';
-import { tokenHash } from './tokens.js';
+import type { DB } from '../db/schema.js';
+import type { ConsentEventKind } from '../domain.js';
+import { tokenHash } from '../links/tokens.js';
+import { subscriberIdsAfter } from './subscriber-store.js';
 
 export type Evidence = Record<string, unknown>;
 
@@ -73,7 +75,7 @@ export function sentMailEvidence(mail: { messageId: string; subject: string; tex
   };
 }
 
-// A token in one of our links (tokens.ts): `<base64url payload>.<43-character MAC>` after the path.
+// A token in one of our links (links/tokens.ts): `<base64url payload>.<43-character MAC>` after the path.
 const LINK_TOKEN = /(\/(?:confirm|u|preferences)\/)([A-Za-z0-9_-]{1,512}\.[A-Za-z0-9_-]{43})(?![A-Za-z0-9_-])/g;
 
 /**
@@ -203,4 +205,14 @@ export async function verifyChain(db: Database | Trx, subscriberId: string): Pro
     };
   });
   return { verified: events.every((event) => event.verified), events };
+}
+
+/** Every subscriber's chain recomputed, the erased too, in id order: a page of ids at a time, never all in memory. */
+export async function* verifyEveryChain(db: Database): AsyncGenerator<{ subscriberId: string; verified: boolean }> {
+  for (let after = '00000000-0000-0000-0000-000000000000'; ;) {
+    const page = await subscriberIdsAfter(db, after, 500);
+    if (page.length === 0) return;
+    for (const subscriberId of page) yield { subscriberId, verified: (await verifyChain(db, subscriberId)).verified };
+    after = page.at(-1)!;
+  }
 }

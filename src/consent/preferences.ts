@@ -1,15 +1,15 @@
 // The person's own side: what the preferences page shows and the changes it makes, and the
 // "Lost your mail?" request for a fresh link. No account, no password: the signed link is
 // the key, and every change is a POST.
-import { preferencesUrl } from '../campaigns/message.js';
 import type { Trx } from '../db/database.js';
 import type { Deps } from '../deps.js';
-import type { AffinityLevel } from '../db/schema.js';
-import { DomainError } from '../errors.js';
+import { type AffinityLevel, effectiveAffinity, type RequestContext } from '../domain.js';
 import { chooseLocale, type Locale, matchLocale } from '../i18n.js';
-import { emailKey } from './address.js';
+import { preferencesUrl } from '../links/urls.js';
+import { getList } from '../lists/lists.js';
+import * as listStore from '../lists/store.js';
 import { messageId } from '../mail/transport.js';
-import type { RequestContext } from './signup.js';
+import { emailKey } from './address.js';
 import * as store from './store.js';
 import { getSubscriber } from './subscribers.js';
 import * as subscribers from './subscriber-store.js';
@@ -19,15 +19,28 @@ import { unsubscribe } from './unsubscribe.js';
 const LINK_INTERVAL_MS = 10 * 60 * 1000;
 const LINK_DAILY_CAP = 5;
 
+export type PreferencesLink =
+  | { ok: true; subscriberId: string; locale: string }
+  | { ok: false; reason: 'invalid' | 'expired' };
+
+/** Whom a preferences link is for: genuine, unexpired, and naming someone we still hold (not erased). */
+export async function inspectPreferencesLink(deps: Pick<Deps, 'db' | 'signer' | 'clock'>, token: string): Promise<PreferencesLink> {
+  const check = deps.signer.verifyPreferences(token, deps.clock());
+  const locale = check.ok ? await store.findSubscriberLocale(deps.db, check.claims.subscriberId) : undefined;
+  if (check.ok && locale !== undefined) return { ok: true, subscriberId: check.claims.subscriberId, locale };
+  return { ok: false, reason: !check.ok && check.reason === 'expired' ? 'expired' : 'invalid' };
+}
+
+/** What the preferences page shows: the person, their own cap and the level mails use, and their lists' names by slug. */
 export async function preferencesOf(deps: Pick<Deps, 'db'>, subscriberId: string) {
   const subscriber = await getSubscriber(deps, subscriberId);
   const cap = await subscribers.affinityCapOf(deps.db, subscriberId);
-  return { ...subscriber, affinity_cap: cap };
+  const listNames = await listStore.listNamesBySlug(deps.db);
+  return { ...subscriber, affinity_cap: cap, effective_affinity: effectiveAffinity(subscriber.affinity, cap), list_names: listNames };
 }
 
 export async function leaveList(deps: Pick<Deps, 'db' | 'metrics'>, subscriberId: string, listSlug: string, proof: { token: string; context: RequestContext }) {
-  const list = await store.findListBySlug(deps.db, listSlug);
-  if (!list) throw new DomainError('list_not_found', `there is no list "${listSlug}"`);
+  const list = await getList(deps, listSlug);
   await unsubscribe(deps, { subscriberId, listId: list.id }, { ...proof, method: 'preferences' });
 }
 

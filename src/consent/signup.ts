@@ -1,14 +1,16 @@
 // A signup: one transaction that records the request, its evidence and the confirmation mail
 // (transactional outbox); the worker sends it later. The caller answers the same whatever
 // happened here, so nobody learns who is on a list.
-import type { Deps } from '../deps.js';
-import { messageId } from '../mail/transport.js';
 import type { Trx } from '../db/database.js';
+import type { Deps } from '../deps.js';
+import type { RequestContext } from '../domain.js';
 import { DomainError } from '../errors.js';
 import type { Locale } from '../i18n.js';
+import { confirmLink } from '../links/urls.js';
+import * as listStore from '../lists/store.js';
+import { messageId } from '../mail/transport.js';
 import { appendConsentEvent, sentMailEvidence } from './ledger.js';
 import * as store from './store.js';
-import { CONFIRM_TTL_MS } from './tokens.js';
 
 /** At most one confirmation mail per address and list in this time. */
 export const RESEND_INTERVAL_MS = 10 * 60 * 1000;
@@ -25,19 +27,12 @@ export interface SignupRequest {
   locale: Locale;
 }
 
-/** Who asked, as evidence: the client, its browser and the page whose form posted. */
-export interface RequestContext {
-  ip: string | null;
-  userAgent: string | null;
-  page: string | null;
-}
-
 export type SignupOutcome = 'mailed' | 'already_confirmed' | 'throttled';
 
 /** The list named, or the only one when none is named (a form without a list field). */
 async function listSlug(trx: Trx, slug: string | undefined): Promise<string> {
   if (slug !== undefined) return slug;
-  const lists = await store.findOnlyLists(trx);
+  const lists = await listStore.findOnlyLists(trx);
   if (lists.length === 0) throw new DomainError('list_not_found', 'there is no list yet');
   if (lists.length > 1) {
     throw new DomainError('list_required', 'choose a list', { list: 'required when more than one list exists' });
@@ -92,10 +87,7 @@ async function requestConfirmation(
   request: SignupRequest,
   context: RequestContext,
 ): Promise<void> {
-  const token = deps.signer.signConfirm({
-    subscriberId: subscriber.id, listId: list.id, issuedAt: now, expiresAt: now + CONFIRM_TTL_MS,
-  });
-  const confirmUrl = `${deps.config.publicUrl}/confirm/${token}`;
+  const { token, url: confirmUrl } = confirmLink(deps, { subscriberId: subscriber.id, listId: list.id, issuedAt: now });
   const mail = deps.mailTemplates.renderConfirmation({
     locale: request.locale, email: subscriber.email, listName: list.name, consentText: list.consentText, confirmUrl,
   });

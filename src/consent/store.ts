@@ -1,84 +1,12 @@
 // The consent module's SQL: one exported function per statement, named for what it does.
-import { type QueryCreator, sql } from 'kysely';
+import { sql } from 'kysely';
 import { type Database, precompiled, type Trx } from '../db/database.js';
-import type { DB, NewOutboxMail, SubscriptionStatus } from '../db/schema.js';
+import type { NewOutboxMail } from '../db/schema.js';
+import type { OutboxMailKind, SubscriptionStatus } from '../domain.js';
+import { type ListWithConsent, listWithConsent } from '../lists/store.js';
 import { chainHeadColumns } from './ledger.js';
 
 type Db = Database | Trx;
-
-export interface ListWithConsent {
-  id: string;
-  slug: string;
-  name: string;
-  fields: string[];
-  consentVersion: number;
-  consentText: string;
-}
-
-const listWithConsent = (db: QueryCreator<DB>) => db
-  .selectFrom('lists as l')
-  .innerJoin('list_consent_versions as v', 'v.list_id', 'l.id')
-  .select(['l.id', 'l.slug', 'l.name', 'l.fields', 'v.version as consentVersion', 'v.text as consentText'])
-  .where('v.version', '=', (eb) => eb.selectFrom('list_consent_versions').select(eb.fn.max('version').as('v')).whereRef('list_id', '=', 'l.id'));
-
-export async function findListBySlug(db: Db, slug: string): Promise<ListWithConsent | undefined> {
-  return listWithConsent(db).where('l.slug', '=', slug).executeTakeFirst();
-}
-
-export async function findListById(db: Db, id: string): Promise<ListWithConsent | undefined> {
-  return listWithConsent(db).where('l.id', '=', id).executeTakeFirst();
-}
-
-/** At most two lists: enough to tell whether exactly one exists. */
-export async function findOnlyLists(db: Db): Promise<ListWithConsent[]> {
-  return listWithConsent(db).orderBy('l.id').limit(2).execute();
-}
-
-export async function listAllLists(db: Db): Promise<ListWithConsent[]> {
-  return listWithConsent(db).orderBy('l.slug').execute();
-}
-
-export async function countSubscriptionsByStatus(db: Db): Promise<{ listId: string; status: SubscriptionStatus; count: number }[]> {
-  const rows = await db.selectFrom('subscriptions')
-    .select(['list_id as listId', 'status', (eb) => eb.fn.countAll<string>().as('count')])
-    .groupBy(['list_id', 'status'])
-    .execute();
-  return rows.map((row) => ({ ...row, count: Number(row.count) }));
-}
-
-export async function insertList(trx: Trx, list: { slug: string; name: string; fields: string[] }): Promise<string | undefined> {
-  const row = await trx.insertInto('lists')
-    .values(list)
-    .onConflict((oc) => oc.column('slug').doNothing())
-    .returning('id')
-    .executeTakeFirst();
-  return row?.id;
-}
-
-/** Locks the list row, so concurrent edits number their consent versions one after another. */
-export async function lockListBySlug(trx: Trx, slug: string): Promise<{ id: string } | undefined> {
-  return trx.selectFrom('lists').select('id').where('slug', '=', slug).forUpdate().executeTakeFirst();
-}
-
-export async function updateList(trx: Trx, id: string, changes: { name?: string; fields?: string[] }): Promise<void> {
-  await trx.updateTable('lists').set({ ...changes, updated_at: sql`now()` }).where('id', '=', id).execute();
-}
-
-/** The next version of a list's wording; inserts nothing when the text is unchanged. */
-export async function insertConsentVersion(trx: Trx, listId: string, text: string): Promise<void> {
-  await sql`
-    insert into list_consent_versions (list_id, version, text)
-    select ${listId}, coalesce(max(version), 0) + 1, ${text}
-    from list_consent_versions where list_id = ${listId}
-    having coalesce((array_agg(text order by version desc))[1], '') <> ${text}
-  `.execute(trx);
-}
-
-export async function findConsentText(db: Db, listId: string, version: number): Promise<string | undefined> {
-  const row = await db.selectFrom('list_consent_versions').select('text')
-    .where('list_id', '=', listId).where('version', '=', version).executeTakeFirst();
-  return row?.text;
-}
 
 export async function lockSubscriber(trx: Trx, id: string): Promise<{ id: string; email: string; locale: string } | undefined> {
   const row = await trx.selectFrom('subscribers').select(['id', 'email', 'locale'])
@@ -185,7 +113,7 @@ export async function lockMailbox(trx: Trx, email: string): Promise<void> {
 }
 
 /** Mails of one kind to a person's mailbox, over every spelling of it, since a time: the resend throttles. */
-export async function countMailboxMailsSince(trx: Trx, subscriberId: string, kind: string, since: Date): Promise<number> {
+export async function countMailboxMailsSince(trx: Trx, subscriberId: string, kind: OutboxMailKind, since: Date): Promise<number> {
   const row = await trx.selectFrom('outbox').select((eb) => eb.fn.countAll<string>().as('count'))
     .where('subscriber_id', 'in', (eb) => eb.selectFrom('subscribers as spelling').select('spelling.id')
       .where('spelling.mailbox_key', '=', (eb) => eb.selectFrom('subscribers').select('mailbox_key').where('id', '=', subscriberId)))
@@ -197,7 +125,7 @@ export async function countMailboxMailsSince(trx: Trx, subscriberId: string, kin
 /** The subscription asked for again, with its confirmation mail queued in the outbox: one statement. */
 const markSubscriptionRequestedStatement = precompiled((db, args: {
   subscriberId: string; listId: string; now: Date; pendingSince: Date; fields: string; consentVersion: number;
-  kind: string; recipient: string; messageId: string; subject: string; html: string; text: string;
+  kind: OutboxMailKind; recipient: string; messageId: string; subject: string; html: string; text: string;
 }) => db
   .with('mail', (db) => db.insertInto('outbox').values({
     kind: args.kind, subscriber_id: args.subscriberId, recipient: args.recipient, message_id: args.messageId,
@@ -217,7 +145,7 @@ const markSubscriptionRequestedStatement = precompiled((db, args: {
 
 export async function markSubscriptionRequested(trx: Trx, key: { subscriberId: string; listId: string }, request: {
   now: Date; pendingSince: Date; fields: Record<string, string>; consentVersion: number;
-  mail: { kind: string; recipient: string; messageId: string; subject: string; html: string; text: string };
+  mail: { kind: OutboxMailKind; recipient: string; messageId: string; subject: string; html: string; text: string };
 }): Promise<void> {
   await markSubscriptionRequestedStatement(trx, {
     ...key, ...request.mail, now: request.now, pendingSince: request.pendingSince,

@@ -1,7 +1,7 @@
 // SQL for reading, exporting and erasing subscribers: one function per statement.
 import { sql } from 'kysely';
 import { anyOf, type Database, type Trx } from '../db/database.js';
-import type { AffinityLevel, SubscriptionStatus } from '../db/schema.js';
+import { type AffinityLevel, OPEN_SUBSCRIPTION_STATUSES, type SubscriptionStatus } from '../domain.js';
 
 type Db = Database | Trx;
 
@@ -28,6 +28,12 @@ export async function findSubscribers(db: Db, filter: SubscriberFilter) {
   }
   if (filter.after !== undefined) query = query.where('s.id', '>', filter.after);
   return query.orderBy('s.id').limit(filter.limit + 1).execute();
+}
+
+/** One page of subscriber ids after `after`, in id order, the erased too (their chains still verify). */
+export async function subscriberIdsAfter(db: Db, after: string, limit: number): Promise<string[]> {
+  const rows = await db.selectFrom('subscribers').select('id').where('id', '>', after).orderBy('id').limit(limit).execute();
+  return rows.map((row) => row.id);
 }
 
 export async function findSubscriber(db: Db, id: string) {
@@ -113,10 +119,11 @@ export async function scrubMailsTo(trx: Trx, subscriberId: string): Promise<void
 }
 
 export async function closeSubscriptionsOf(trx: Trx, subscriberId: string): Promise<void> {
+  const open = sql`status = any(${OPEN_SUBSCRIPTION_STATUSES}::text[])`;
   await trx.updateTable('subscriptions')
     .set({
-      status: sql`case when status in ('pending', 'confirmed') then 'unsubscribed' else status end`,
-      unsubscribed_at: sql`case when status in ('pending', 'confirmed') then now() else unsubscribed_at end`,
+      status: sql`case when ${open} then 'unsubscribed' else status end`,
+      unsubscribed_at: sql`case when ${open} then now() else unsubscribed_at end`,
       pending_fields: null, pending_since: null, updated_at: sql`now()`,
     })
     .where('subscriber_id', '=', subscriberId)

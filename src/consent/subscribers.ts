@@ -2,19 +2,14 @@
 // consent, affinity, export and erasure.
 import { allowLongStatements } from '../db/database.js';
 import type { Deps } from '../deps.js';
-import type { AffinityLevel, SubscriptionStatus } from '../db/schema.js';
+import { type AffinityLevel, type SubscriptionStatus, UUID } from '../domain.js';
 import { DomainError } from '../errors.js';
+import { getList } from '../lists/lists.js';
 import { addressHash } from './address.js';
 import { appendConsentEvent, chainHead, verifyChain, withoutLinkTokens } from './ledger.js';
 import * as store from './store.js';
-import { WITHDRAWAL_WAIT_MS } from './unsubscribe.js';
 import * as subscribers from './subscriber-store.js';
-
-/** Ordered from least to most familiar. */
-export const AFFINITY_LEVELS = ['confirmed', 'known', 'engaged'] as const satisfies readonly AffinityLevel[];
-
-/** A subscriber id's shape: checked before a lookup, since PostgreSQL refuses a malformed uuid. */
-export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+import { WITHDRAWAL_WAIT_MS } from './unsubscribe.js';
 
 type Db = Pick<Deps, 'db'>;
 
@@ -80,8 +75,7 @@ function decodeCursor(cursor: string): string {
 
 /** One page, in id order; `next_cursor` continues after it (keyset paging: stable under inserts). */
 export async function findSubscribers(deps: Db, query: FindSubscribers): Promise<{ data: SubscriberView[]; next_cursor: string | null }> {
-  const list = query.list === undefined ? undefined : await store.findListBySlug(deps.db, query.list);
-  if (query.list !== undefined && !list) throw new DomainError('list_not_found', `there is no list "${query.list}"`);
+  const list = query.list === undefined ? undefined : await getList(deps, query.list);
   const rows = await subscribers.findSubscribers(deps.db, {
     email: query.email, listId: list?.id, status: query.status,
     after: query.cursor === undefined ? undefined : decodeCursor(query.cursor), limit: query.limit,

@@ -3,10 +3,11 @@
 // commits and answers, no later send to this address and list can start.
 import { allowLongStatements } from '../db/database.js';
 import type { Deps } from '../deps.js';
+import { isOpenSubscription, type RequestContext, type SubscriptionStatus } from '../domain.js';
+import { tokenHash, type UnsubscribeClaims } from '../links/tokens.js';
+import * as listStore from '../lists/store.js';
 import { appendConsentEvent, chainHead } from './ledger.js';
-import type { RequestContext } from './signup.js';
 import * as store from './store.js';
-import { tokenHash, type UnsubscribeClaims } from './tokens.js';
 
 /**
  * How long a withdrawal may wait for a campaign send that holds the subscription: a chunk of
@@ -18,13 +19,13 @@ export const WITHDRAWAL_WAIT_MS = 45_000;
 export interface UnsubscribeTarget {
   list: { slug: string; name: string };
   locale: string;
-  status: string;
+  status: SubscriptionStatus;
 }
 
 /** What an unsubscribe link points at, for its page; undefined when it names nothing we hold. */
 export async function inspectUnsubscribe(deps: Pick<Deps, 'db'>, claims: UnsubscribeClaims): Promise<UnsubscribeTarget | undefined> {
   const [list, locale, subscription] = await Promise.all([
-    store.findListById(deps.db, claims.listId),
+    listStore.findListById(deps.db, claims.listId),
     store.findSubscriberLocale(deps.db, claims.subscriberId),
     store.findSubscription(deps.db, claims.subscriberId, claims.listId),
   ]);
@@ -38,13 +39,13 @@ export async function unsubscribe(
   claims: UnsubscribeClaims,
   proof: { token: string; context: RequestContext; method: 'one-click' | 'page' | 'preferences' },
 ): Promise<UnsubscribeTarget | undefined> {
-  const target = await deps.db.transaction().execute(async (trx) => {
+  const target = await deps.db.transaction().execute(async (trx): Promise<(UnsubscribeTarget & { changed: boolean }) | undefined> => {
     await allowLongStatements(trx, { timeoutMs: WITHDRAWAL_WAIT_MS });
     const subscriber = await store.lockSubscriber(trx, claims.subscriberId);
     const subscription = subscriber && await store.lockSubscription(trx, claims.subscriberId, claims.listId);
-    const list = await store.findListById(trx, claims.listId);
+    const list = await listStore.findListById(trx, claims.listId);
     if (!subscriber || !subscription || !list) return undefined;
-    if (subscription.status !== 'pending' && subscription.status !== 'confirmed') {
+    if (!isOpenSubscription(subscription.status)) {
       return { list, locale: subscriber.locale, status: subscription.status, changed: false };
     }
     const head = await chainHead(trx, subscriber.id);

@@ -115,6 +115,11 @@ export async function allowLongStatements(trx: Trx, options: { timeoutMs: number
   await sql`select set_config('statement_timeout', ${String(options.timeoutMs)}, true)`.execute(trx);
 }
 
+/** Resolves once the database answers a trivial statement; rejects when it cannot (readiness). */
+export async function pingDatabase(db: Database): Promise<void> {
+  await sql`select 1`.execute(db);
+}
+
 // Past the server's own statement_timeout, a second for its cancellation to come back.
 const ANSWER_GRACE_MS = 1_000;
 

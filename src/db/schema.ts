@@ -1,13 +1,12 @@
 // Table types for Kysely, written to match migrations/. `Generated` marks columns the
 // database fills in.
 import type { ColumnType, Generated, Insertable, Selectable } from 'kysely';
+import type {
+  AffinityLevel, CampaignStatus, ConsentEventKind, MessageStatus, OutboxMailKind, OutboxMailStatus, SubscriptionStatus,
+} from '../domain.js';
 
 type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
 type Json<T> = ColumnType<T, string, string>;
-
-export type SubscriptionStatus = 'pending' | 'confirmed' | 'unsubscribed' | 'bounced' | 'complained';
-export type ConsentEventKind = 'requested' | 'confirmed' | 'withdrawn' | 'erased';
-export type AffinityLevel = 'confirmed' | 'known' | 'engaged';
 
 export interface ListsTable {
   id: Generated<string>;
@@ -89,14 +88,14 @@ export interface SuppressionsTable {
 
 export interface OutboxTable {
   id: Generated<string>;
-  kind: string;
+  kind: OutboxMailKind;
   subscriber_id: string | null;
   recipient: string | null;
   message_id: string;
   subject: string | null;
   html: string | null;
   text: string | null;
-  status: Generated<'queued' | 'sent' | 'failed'>;
+  status: Generated<OutboxMailStatus>;
   attempts: Generated<number>;
   run_at: Generated<Date>;
   locked_by: string | null;
@@ -150,9 +149,6 @@ export interface IdempotencyKeysTable {
   body: string | null;
   created_at: Generated<Date>;
 }
-
-export type CampaignStatus = 'draft' | 'sending' | 'paused' | 'sent' | 'cancelled';
-export type MessageStatus = 'queued' | 'sent' | 'failed' | 'skipped';
 
 export interface CampaignsTable {
   id: Generated<string>;

@@ -6,13 +6,13 @@ import { routePath } from 'hono/route';
 import { isDatabaseUnavailable } from '../db/database.js';
 import type { Deps } from '../deps.js';
 import { DomainError, type ErrorCode } from '../errors.js';
-import { loadCatalogues } from '../i18n.js';
 import { apiApp } from './api/index.js';
+import type { AppEnv } from './env.js';
 import { type ErrorBody, STATUS } from './errors.js';
 import { metricsOnPublicPort, opsApp } from './ops.js';
 import { Pages } from './pages.js';
 import { preferencesApp } from './preferences.js';
-import { type PublicEnv, publicApp } from './public.js';
+import { publicApp } from './public.js';
 
 const PAGE_TITLES: Partial<Record<ErrorCode, [title: string, body?: string]>> = {
   list_not_found: ['page.error.not_found.title', 'page.error.list_not_found'],
@@ -39,10 +39,9 @@ function toDomainError(error: unknown): DomainError | undefined {
   return undefined;
 }
 
-export function createApp(deps: Deps): Hono<PublicEnv> {
-  const catalogues = loadCatalogues();
-  const pages = new Pages(catalogues);
-  const app = new Hono<PublicEnv>();
+export function createApp(deps: Deps): Hono<AppEnv> {
+  const pages = new Pages(deps.catalogues);
+  const app = new Hono<AppEnv>();
 
   // One log line per request, under a request id the caller may pass (X-Request-Id). It names
   // the route pattern, never the path: paths carry tokens, and bodies carry addresses.

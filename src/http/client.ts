@@ -1,7 +1,7 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import { getConnInfo } from '@hono/node-server/conninfo';
 import type { Context } from 'hono';
-import type { RequestContext } from '../consent/signup.js';
+import type { RequestContext } from '../domain.js';
 
 /**
  * One spelling per address: IPv6 lower-case and compressed as RFC 5952 §4 says (the WHATWG URL

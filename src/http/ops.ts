@@ -8,8 +8,8 @@
 // it is served, and in production on PORT only with a token. Development keeps the
 // contract's open /metrics on PORT, which binds 127.0.0.1 by default.
 import { Hono, type MiddlewareHandler } from 'hono';
-import { sql } from 'kysely';
 import type { Config } from '../config.js';
+import { pingDatabase } from '../db/database.js';
 import type { Deps } from '../deps.js';
 import { secretMatcher } from '../keys/keys.js';
 
@@ -38,7 +38,7 @@ export function opsApp(deps: Pick<Deps, 'db' | 'metrics' | 'config'>, options: {
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
   app.get('/readyz', async (c) => {
     try {
-      await sql`select 1`.execute(deps.db);
+      await pingDatabase(deps.db);
       return c.json({ status: 'ready' });
     } catch {
       return c.json({ status: 'unavailable', reason: 'database unreachable' }, 503);

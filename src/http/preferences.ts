@@ -3,28 +3,22 @@
 // nothing. Every change is a POST that returns to the page (303), so a reload repeats nothing.
 import { type Context, Hono } from 'hono';
 import { normaliseEmail } from '../consent/address.js';
-import { leaveList, preferencesOf, requestPreferencesLink, setAffinityCap, setLocale } from '../consent/preferences.js';
+import {
+  inspectPreferencesLink, leaveList, preferencesOf, requestPreferencesLink, setAffinityCap, setLocale,
+} from '../consent/preferences.js';
 import { eraseSubscriber, exportSubscriber } from '../consent/subscribers.js';
 import type { Deps } from '../deps.js';
-import type { AffinityLevel } from '../db/schema.js';
+import { AFFINITY_LEVELS, isOpenSubscription } from '../domain.js';
 import { DomainError } from '../errors.js';
 import { chooseLocale, type Locale, LOCALES, localeFromAcceptLanguage, matchLocale } from '../i18n.js';
-import { findSubscriberLocale } from '../consent/store.js';
 import { requestContext } from './client.js';
+import type { AppEnv } from './env.js';
 import { isStorableText, limitBody, limitPerIp, NOT_STORABLE, sameOriginForms, tokenPage } from './guards.js';
 import type { Pages } from './pages.js';
-import type { PublicEnv } from './public.js';
 import { RateLimiter } from './rate-limit.js';
 
-const LEVELS: AffinityLevel[] = ['confirmed', 'known', 'engaged'];
-const STATUS_KEYS: Record<string, string> = {
-  pending: 'page.preferences.status.pending', confirmed: 'page.preferences.status.confirmed',
-  unsubscribed: 'page.preferences.status.unsubscribed', bounced: 'page.preferences.status.bounced',
-  complained: 'page.preferences.status.complained',
-};
-
-export function preferencesApp(deps: Deps, pages: Pages): Hono<PublicEnv> {
-  const app = new Hono<PublicEnv>();
+export function preferencesApp(deps: Deps, pages: Pages): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
   const limiter = deps.config.subscribeRateLimit ? new RateLimiter(deps.config.subscribeRateLimit, deps.clock) : undefined;
   const locale = (c: Context, preferred?: string | null): Locale =>
     chooseLocale(matchLocale(preferred), localeFromAcceptLanguage(c.req.header('accept-language')));
@@ -35,13 +29,9 @@ export function preferencesApp(deps: Deps, pages: Pages): Hono<PublicEnv> {
   /** The subscriber the link is for (one query: their locale), or an answer offering "Lost your mail?". */
   const holder = async (c: Context): Promise<{ id: string; base: string; locale: string } | Response> => {
     const token = c.req.param('token') ?? '';
-    const check = deps.signer.verifyPreferences(token, deps.clock());
-    const held = check.ok ? await findSubscriberLocale(deps.db, check.claims.subscriberId) : undefined;
-    if (!check.ok || held === undefined) {
-      const reason = !check.ok && check.reason === 'expired' ? 'expired' : 'invalid';
-      return c.html(pages.render('manage', locale(c), { reason }), reason === 'expired' ? 410 : 400);
-    }
-    return { id: check.claims.subscriberId, base: `/preferences/${token}`, locale: held };
+    const link = await inspectPreferencesLink(deps, token);
+    if (!link.ok) return c.html(pages.render('manage', locale(c), { reason: link.reason }), link.reason === 'expired' ? 410 : 400);
+    return { id: link.subscriberId, base: `/preferences/${token}`, locale: link.locale };
   };
 
   app.get('/preferences/:token', async (c) => {
@@ -50,10 +40,6 @@ export function preferencesApp(deps: Deps, pages: Pages): Hono<PublicEnv> {
     const view = await preferencesOf(deps, who.id);
     const pageLocale = locale(c, view.locale);
     const dates = new Intl.DateTimeFormat(pageLocale, { dateStyle: 'long', timeStyle: 'short', timeZone: 'UTC' });
-    const lists = await deps.db.selectFrom('lists').select(['slug', 'name']).execute();
-    const names = new Map(lists.map((l) => [l.slug, l.name]));
-    const recorded = view.affinity ?? 'confirmed';
-    const effective = view.affinity_cap && LEVELS.indexOf(view.affinity_cap) < LEVELS.indexOf(recorded) ? view.affinity_cap : recorded;
     return c.html(pages.render('preferences', pageLocale, {
       base: who.base,
       saved: c.req.query('saved') !== undefined,
@@ -62,13 +48,13 @@ export function preferencesApp(deps: Deps, pages: Pages): Hono<PublicEnv> {
       language_name: deps.catalogues[chooseLocale(matchLocale(view.locale))]['locale.name'],
       languages: LOCALES.map((code) => ({ code, name: deps.catalogues[code]['locale.name'] })),
       subscriptions: view.subscriptions.map((s) => ({
-        slug: s.list, name: names.get(s.list) ?? s.list, status_key: STATUS_KEYS[s.status],
+        slug: s.list, name: view.list_names.get(s.list) ?? s.list, status_key: `page.preferences.status.${s.status}`,
         consent_text: s.consent_text, confirmed_on: s.confirmed_at ? `${dates.format(s.confirmed_at)} UTC` : '',
-        can_leave: s.status === 'pending' || s.status === 'confirmed',
+        can_leave: isOpenSubscription(s.status),
       })),
-      level_key: `page.preferences.level.${effective}`,
+      level_key: `page.preferences.level.${view.effective_affinity}`,
       cap_options: [
-        ...LEVELS.map((level) => ({ value: level, key: `page.preferences.level.${level}`, checked: view.affinity_cap === level })),
+        ...AFFINITY_LEVELS.map((level) => ({ value: level, key: `page.preferences.level.${level}`, checked: view.affinity_cap === level })),
         { value: 'none', key: 'page.preferences.cap.none', checked: view.affinity_cap === null },
       ],
     }));
@@ -93,7 +79,7 @@ export function preferencesApp(deps: Deps, pages: Pages): Hono<PublicEnv> {
     await setLocale(deps, id, chosen);
   });
   change('cap', async (_c, id, body) => {
-    const cap = body.cap === 'none' ? null : LEVELS.find((level) => level === body.cap);
+    const cap = body.cap === 'none' ? null : AFFINITY_LEVELS.find((level) => level === body.cap);
     if (cap === undefined) throw new DomainError('invalid_input', 'not a level', { cap: 'unknown' });
     await setAffinityCap(deps, id, cap);
   });

@@ -9,13 +9,12 @@ import { signup } from '../consent/signup.js';
 import { inspectUnsubscribe, unsubscribe, type UnsubscribeTarget } from '../consent/unsubscribe.js';
 import type { Deps } from '../deps.js';
 import { DomainError } from '../errors.js';
-import { chooseLocale, type Locale, localeFromAcceptLanguage, matchLocale, TEMPLATES_DIR } from '../i18n.js';
+import { chooseLocale, localeFromAcceptLanguage, matchLocale, TEMPLATES_DIR } from '../i18n.js';
 import { requestContext } from './client.js';
+import type { AppEnv } from './env.js';
 import { isStorableText, limitBody, limitPerIp, NOT_STORABLE, tokenPage } from './guards.js';
 import type { Pages } from './pages.js';
 import { RateLimiter } from './rate-limit.js';
-
-export type PublicEnv = { Variables: { locale: Locale; wantsJson: boolean } };
 
 const STYLESHEET = readFileSync(`${TEMPLATES_DIR}assets/style.css`, 'utf8');
 
@@ -70,8 +69,8 @@ function checkRedirect(redirect: string | undefined, allowedHosts: readonly stri
   return url.href;
 }
 
-export function publicApp(deps: Deps, pages: Pages): Hono<PublicEnv> {
-  const app = new Hono<PublicEnv>();
+export function publicApp(deps: Deps, pages: Pages): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
   const limiter = deps.config.subscribeRateLimit ? new RateLimiter(deps.config.subscribeRateLimit, deps.clock) : undefined;
   const pageLocale = (c: Context, preferred?: string | null) =>
     chooseLocale(matchLocale(preferred), localeFromAcceptLanguage(c.req.header('accept-language')));

@@ -4,7 +4,7 @@
 // fields its hash covers, its leaf in the consent log, an inclusion proof and the signed
 // checkpoint the proof reaches (with the RFC 3161 token, where there is one).
 import { eventHash, evidenceHash } from '../consent/ledger.js';
-import type { ConsentEventKind } from '../db/schema.js';
+import type { ConsentEventKind } from '../domain.js';
 import { leafHash, verifyConsistency, verifyInclusion } from './merkle.js';
 import { type Checkpoint, NoteError, openNote, parseCheckpoint, parseVerifierKey, type VerifierKey } from './note.js';
 import { checkTimeStamp } from './tsa.js';

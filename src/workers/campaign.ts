@@ -14,13 +14,13 @@
 // outright (SIGKILL) may send twice, since a chunk's sends are recorded when it commits.
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { personalise } from '../campaigns/context.js';
-import { listHeaders, recipientLinks, sharedContext } from '../campaigns/message.js';
+import { buildCampaignMail, type CampaignMailSource, campaignMailSource, hasAddress } from '../campaigns/message.js';
 import { findCampaignTemplates, findRecipients, finishCampaignIfDone, type RecipientRow } from '../campaigns/store.js';
-import { MailRenderError, type ParsedCampaign, parseCampaign, renderCampaignMail } from '../campaigns/templates.js';
+import { MailRenderError } from '../campaigns/templates.js';
 import type { Deps } from '../deps.js';
+import { recipientLinks } from '../links/urls.js';
 import { type MailSender, messageId, type OutgoingMail, SendError } from '../mail/transport.js';
-import * as store from './campaign-store.js';
+import * as store from './message-store.js';
 import { eachChunk, judgeSendFailure, LoopingWorker, type QueueWorkerOptions, recordPersistently, WorkerLoop } from './loop.js';
 
 export interface CampaignWorkerOptions extends QueueWorkerOptions {
@@ -45,11 +45,9 @@ export const DEFAULT_CAMPAIGN_OPTIONS: CampaignWorkerOptions = {
 type WorkerDeps = Pick<Deps, 'db' | 'log' | 'metrics' | 'config' | 'signer' | 'catalogues' | 'clock'> & { sender: MailSender };
 
 interface CampaignData {
-  id: string;
   listId: string;
-  list: { slug: string; name: string };
-  /** Or why they do not parse: a template stored before today's checks, say. Each of its messages fails with it. */
-  templates: { parsed: ParsedCampaign } | { invalid: string };
+  /** Or why its templates do not parse: stored before today's checks, say. Each of its messages fails with it. */
+  source: CampaignMailSource | { invalid: string };
 }
 
 export class CampaignWorker extends LoopingWorker {
@@ -102,7 +100,7 @@ export class CampaignWorker extends LoopingWorker {
     if (cached) return cached;
     const row = await findCampaignTemplates(this.deps.db, id);
     if (!row) throw new Error(`campaign ${id} vanished`);
-    const data = { id, listId: row.list_id, list: { slug: row.list_slug, name: row.list_name }, templates: parseTemplates(row) };
+    const data = { listId: row.list_id, source: mailSourceOrWhyNot(row) };
     this.campaigns.set(id, data);
     return data;
   }
@@ -151,36 +149,31 @@ export class CampaignWorker extends LoopingWorker {
 
   /** Renders and sends one message if it may still go; says what became of it. */
   private async deliver(message: store.ClaimedMessage, recipient: RecipientRow | undefined, gate: store.SendGate | undefined): Promise<store.Outcome> {
-    if (!recipient?.email) return { kind: 'skipped', reason: 'subscriber erased' };
+    if (!recipient || !hasAddress(recipient)) return { kind: 'skipped', reason: 'subscriber erased' };
     if (!gate || gate.campaign_status !== 'sending') return { kind: 'released' };
     if (gate.subscription_status !== 'confirmed' || gate.erased) {
       return { kind: 'skipped', reason: gate.erased ? 'subscriber erased' : `subscription ${gate.subscription_status}` };
     }
     const campaign = this.campaigns.get(message.campaign_id)!;
-    if ('invalid' in campaign.templates) return { kind: 'failed', error: campaign.templates.invalid };
+    if ('invalid' in campaign.source) return { kind: 'failed', error: campaign.source.invalid };
     // Claimed more often than allowed, so every earlier attempt ended without an outcome: the
     // process died with it in hand. Trying again would only die again.
     if (message.attempts > this.options.maxAttempts) {
       return { kind: 'failed', error: `no outcome in ${this.options.maxAttempts} attempts: each ended with the worker stopping or dying` };
     }
+    const { source } = campaign;
     const links = recipientLinks(this.deps, recipient.id, campaign.listId);
-    const personal = personalise(
-      { ...recipient, email: recipient.email, affinity: recipient.affinity ?? 'confirmed' },
-      sharedContext(this.deps, recipient, campaign.list, links),
-    );
-    const { parsed } = campaign.templates;
-    const to = recipient.email;
-    return this.send(message, () => ({ ...renderCampaignMail(parsed, personal.context), to, ...listHeaders(this.deps.config, campaign.list, links) }));
+    return this.send(message, () => buildCampaignMail(this.deps, source, recipient, links).mail);
   }
 
   /** Builds the mail and hands it to the relay; a failure of either becomes the message's outcome. */
-  private async send(message: store.ClaimedMessage, build: () => Omit<OutgoingMail, 'from' | 'messageId'>): Promise<store.Outcome> {
+  private async send(message: store.ClaimedMessage, build: () => Omit<OutgoingMail, 'messageId'>): Promise<store.Outcome> {
     const { sender, config, metrics } = this.deps;
     const id = messageId(config.mailFrom);
     const started = performance.now();
     const stopTimer = metrics.sendLatency.startTimer({ kind: 'campaign' });
     try {
-      const response = await sender.send({ ...build(), from: config.mailFrom, messageId: id });
+      const response = await sender.send({ ...build(), messageId: id });
       stopTimer();
       metrics.mailsSent.inc({ kind: 'campaign' });
       return { kind: 'sent', messageId: id, response };
@@ -197,9 +190,9 @@ export class CampaignWorker extends LoopingWorker {
   }
 }
 
-function parseTemplates(row: Parameters<typeof parseCampaign>[0]): CampaignData['templates'] {
+function mailSourceOrWhyNot(row: Parameters<typeof campaignMailSource>[0]): CampaignData['source'] {
   try {
-    return { parsed: parseCampaign(row) };
+    return campaignMailSource(row);
   } catch (error) {
     return { invalid: error instanceof Error ? error.message : String(error) };
   }

@@ -9,7 +9,7 @@ import type { Deps } from '../deps.js';
 import { addressTag } from '../log.js';
 import type { MailSender } from '../mail/transport.js';
 import { eachLimited, judgeSendFailure, LoopingWorker, type QueueWorkerOptions, recordPersistently, WorkerLoop } from './loop.js';
-import * as store from './store.js';
+import * as store from './outbox-store.js';
 
 export type OutboxWorkerOptions = QueueWorkerOptions;
 

@@ -4,10 +4,10 @@
 // that used them and are kept for 24 hours.
 import { createHash } from 'node:crypto';
 import type { MiddlewareHandler } from 'hono';
-import { sql } from 'kysely';
 import type { Database } from '../../db/database.js';
 import { DomainError } from '../../errors.js';
-import type { ApiEnv } from './index.js';
+import * as store from '../../keys/idempotency-store.js';
+import type { ApiEnv } from './env.js';
 
 const KEPT_HOURS = 24;
 // A first request that never stored its answer (its process died, or the database went away
@@ -25,41 +25,29 @@ export function idempotency(db: Database, options: { skip?: (path: string) => bo
       throw new DomainError('invalid_input', 'Idempotency-Key must be 1 to 255 characters', { 'Idempotency-Key': 'length' });
     }
     const owner = c.get('apiKey').prefix ?? c.get('apiKey').name;
+    const idempotencyKey = { owner, key };
     const requestHash = createHash('sha256').update(`${c.req.method} ${c.req.path}\n`).update(await c.req.text()).digest();
 
-    const claimed = await db.insertInto('idempotency_keys')
-      .values({ key_owner: owner, key, request_hash: requestHash })
-      .onConflict((oc) => oc.columns(['key_owner', 'key']).doNothing())
-      .returning('key')
-      .executeTakeFirst();
-    if (!claimed) {
-      const first = await db.selectFrom('idempotency_keys').select(['request_hash', 'status', 'body'])
-        .where('key_owner', '=', owner).where('key', '=', key).executeTakeFirstOrThrow();
+    if (!(await store.claimIdempotencyKey(db, idempotencyKey, requestHash))) {
+      const first = await store.findFirstRequest(db, idempotencyKey);
       if (!first.request_hash.equals(requestHash)) {
         throw new DomainError('idempotency_key_reused', 'this Idempotency-Key was used for a different request');
       }
       if (first.status !== null) {
         return c.body(first.body ?? '', first.status as 200, { 'content-type': 'application/json', 'idempotent-replayed': 'true' });
       }
-      const takenOver = await db.updateTable('idempotency_keys').set({ created_at: sql`now()` })
-        .where('key_owner', '=', owner).where('key', '=', key).where('status', 'is', null)
-        .where('created_at', '<', sql<Date>`now() - ${`${ABANDONED_AFTER_SECONDS} seconds`}::interval`)
-        .returning('key')
-        .executeTakeFirst();
-      if (!takenOver) throw new DomainError('idempotency_key_in_progress', 'the first request with this Idempotency-Key is still running');
+      if (!(await store.takeOverAbandonedKey(db, idempotencyKey, ABANDONED_AFTER_SECONDS))) {
+        throw new DomainError('idempotency_key_in_progress', 'the first request with this Idempotency-Key is still running');
+      }
     }
 
     await next();
-    if (c.res.status >= 500) {
-      // Not an answer to keep: let the retry run again.
-      await db.deleteFrom('idempotency_keys').where('key_owner', '=', owner).where('key', '=', key).execute();
-    } else {
-      await db.updateTable('idempotency_keys').set({ status: c.res.status, body: await c.res.clone().text() })
-        .where('key_owner', '=', owner).where('key', '=', key).execute();
-    }
+    // A 5xx is not an answer to keep: let the retry run again.
+    if (c.res.status >= 500) await store.forgetIdempotencyKey(db, idempotencyKey);
+    else await store.storeIdempotentAnswer(db, idempotencyKey, { status: c.res.status, body: await c.res.clone().text() });
     if (Date.now() - lastSweep > SWEEP_INTERVAL_MS) {
       lastSweep = Date.now();
-      await db.deleteFrom('idempotency_keys').where('created_at', '<', sql<Date>`now() - ${`${KEPT_HOURS} hours`}::interval`).execute();
+      await store.deleteIdempotencyKeysOlderThan(db, KEPT_HOURS);
     }
   };
 }

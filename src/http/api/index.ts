@@ -1,20 +1,19 @@
 // The marketers' API under /api/v1: JSON, snake_case, bearer keys. One zod schema per body
 // gives the check, the TypeScript type and the OpenAPI document.
-import { OpenAPIHono } from '@hono/zod-openapi';
+import type { OpenAPIHono } from '@hono/zod-openapi';
 import type { MiddlewareHandler } from 'hono';
 import type { Deps } from '../../deps.js';
 import { DomainError } from '../../errors.js';
-import { type ApiKeyIdentity, ApiKeyVerifier } from '../../keys/keys.js';
+import { ApiKeyVerifier } from '../../keys/keys.js';
 import { clientIp } from '../client.js';
 import { limitBody } from '../guards.js';
 import { RateLimiter } from '../rate-limit.js';
+import { campaignsApp } from './campaigns.js';
 import { renderApiDocs } from './docs.js';
-import { campaignRoutes } from './campaigns.js';
+import { type ApiEnv, apiRoutes } from './env.js';
 import { idempotency } from './idempotency.js';
-import { listRoutes } from './lists.js';
-import { subscriberRoutes } from './subscribers.js';
-
-export type ApiEnv = { Variables: { apiKey: ApiKeyIdentity } };
+import { listsApp } from './lists.js';
+import { subscribersApp } from './subscribers.js';
 
 /**
  * 401 without a valid key. A wrong secret behind a real prefix costs an argon2 verification
@@ -66,15 +65,7 @@ function limitApiBody(): MiddlewareHandler<ApiEnv> {
 }
 
 export function apiApp(deps: Deps): OpenAPIHono<ApiEnv> {
-  const app = new OpenAPIHono<ApiEnv>({
-    // Our 400 shape, naming each field that failed, instead of the raw zod result.
-    defaultHook: (result) => {
-      if (result.success) return;
-      const fields: Record<string, string> = {};
-      for (const issue of result.error.issues) fields[issue.path.join('.') || 'body'] ??= issue.message;
-      throw new DomainError('invalid_input', 'the request is not valid', fields);
-    },
-  });
+  const app = apiRoutes();
   const verifier = new ApiKeyVerifier(deps.db, deps.clock, deps.config.apiKey, (error) => deps.log.warn({ err: error }, 'could not record key use'));
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });
   app.use('/v1/*', bearerAuth(verifier, deps));
@@ -82,9 +73,10 @@ export function apiApp(deps: Deps): OpenAPIHono<ApiEnv> {
   // A preview changes nothing and quotes the person: nothing to replay, nothing to keep.
   app.use('/v1/*', idempotency(deps.db, { skip: (path) => path.endsWith('/preview') }));
 
-  listRoutes(app, deps);
-  subscriberRoutes(app, deps);
-  campaignRoutes(app, deps);
+  // One sub-app per resource; each brings its paths and schemas into this app's OpenAPI document.
+  app.route('/v1/lists', listsApp(deps));
+  app.route('/v1/subscribers', subscribersApp(deps));
+  app.route('/v1/campaigns', campaignsApp(deps));
 
   const info = { title: 'assent', version: '1', description: 'Double-opt-in subscriptions with proof of consent' };
   app.doc31('/openapi.json', { openapi: '3.1.0', info, servers: [{ url: `${deps.config.publicUrl}/api` }] });

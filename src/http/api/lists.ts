@@ -1,9 +1,9 @@
 // /api/v1/lists
 import { createRoute, type OpenAPIHono, z } from '@hono/zod-openapi';
-import { createList, getList, listLists, type ListView, SIGNUP_FIELDS, updateList } from '../../consent/lists.js';
-import type { ListWithConsent } from '../../consent/store.js';
 import type { Deps } from '../../deps.js';
-import type { ApiEnv } from './index.js';
+import { createList, getList, listLists, type ListView, SIGNUP_FIELDS, updateList } from '../../lists/lists.js';
+import type { ListWithConsent } from '../../lists/store.js';
+import { type ApiEnv, apiRoutes } from './env.js';
 import { conflict, errors, idempotencyReused, json, notFound, security, text } from './schemas.js';
 
 const Slug = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'lower-case letters, digits and dashes, at most 63');
@@ -45,9 +45,10 @@ function listJson(list: ListWithConsent | ListView): z.infer<typeof ListSchema> 
   };
 }
 
-export function listRoutes(app: OpenAPIHono<ApiEnv>, deps: Deps): void {
+export function listsApp(deps: Deps): OpenAPIHono<ApiEnv> {
+  const app = apiRoutes();
   app.openapi(createRoute({
-    method: 'post', path: '/v1/lists', summary: 'Create a list', security,
+    method: 'post', path: '/', summary: 'Create a list', security,
     request: { body: { required: true, ...json(CreateListSchema) } },
     responses: { 201: { description: 'the list', ...json(ListSchema) }, ...errors, ...conflict('slug taken'), ...idempotencyReused },
   }), async (c) => {
@@ -57,18 +58,18 @@ export function listRoutes(app: OpenAPIHono<ApiEnv>, deps: Deps): void {
   });
 
   app.openapi(createRoute({
-    method: 'get', path: '/v1/lists', summary: 'The lists, with counts by status', security,
+    method: 'get', path: '/', summary: 'The lists, with counts by status', security,
     responses: { 200: { description: 'the lists', ...json(z.object({ data: z.array(ListSchema) })) }, ...errors },
   }), async (c) => c.json({ data: (await listLists(deps)).map(listJson) }, 200));
 
   app.openapi(createRoute({
-    method: 'get', path: '/v1/lists/{slug}', summary: 'One list', security,
+    method: 'get', path: '/{slug}', summary: 'One list', security,
     request: { params: SlugParam },
     responses: { 200: { description: 'the list', ...json(ListSchema) }, ...errors, ...notFound },
   }), async (c) => c.json(listJson(await getList(deps, c.req.valid('param').slug)), 200));
 
   app.openapi(createRoute({
-    method: 'patch', path: '/v1/lists/{slug}', summary: 'Change a list; a new consent text becomes its current version', security,
+    method: 'patch', path: '/{slug}', summary: 'Change a list; a new consent text becomes its current version', security,
     request: { params: SlugParam, body: { required: true, ...json(UpdateListSchema) } },
     responses: { 200: { description: 'the list', ...json(ListSchema) }, ...errors, ...notFound },
   }), async (c) => {
@@ -76,4 +77,5 @@ export function listRoutes(app: OpenAPIHono<ApiEnv>, deps: Deps): void {
     const list = await updateList(deps, c.req.valid('param').slug, { name: body.name, consentText: body.consent_text, fields: body.fields });
     return c.json(listJson(list), 200);
   });
+  return app;
 }

@@ -24,6 +24,10 @@ export const idempotencyReused = { 422: error('Idempotency-Key reused for a diff
 
 export const security = [{ bearer: [] }];
 
+/** `{word: count}` for every word of a vocabulary (domain.ts), each required. */
+export const countsSchema = <Word extends string>(vocabulary: readonly Word[]) =>
+  z.object(Object.fromEntries(vocabulary.map((word) => [word, z.number().int()])) as Record<Word, z.ZodNumber>);
+
 /** A string from the request that may be stored or looked up: see isStorableText. */
 export const text = () => z.string().refine(isStorableText, NOT_STORABLE);
 

@@ -1,20 +1,20 @@
 // /api/v1/subscribers
 import { createRoute, type OpenAPIHono, z } from '@hono/zod-openapi';
-import {
-  AFFINITY_LEVELS, consentRecord, eraseSubscriber, exportSubscriber, findSubscribers, getSubscriber, recordAffinity,
-} from '../../consent/subscribers.js';
 import { normaliseEmail } from '../../consent/address.js';
+import {
+  consentRecord, eraseSubscriber, exportSubscriber, findSubscribers, getSubscriber, recordAffinity,
+} from '../../consent/subscribers.js';
 import type { Deps } from '../../deps.js';
+import { AFFINITY_LEVELS, CONSENT_EVENT_KINDS, SUBSCRIPTION_STATUSES } from '../../domain.js';
 import { DomainError } from '../../errors.js';
-import type { ApiEnv } from './index.js';
+import { type ApiEnv, apiRoutes } from './env.js';
 import { conflict, errors, idempotencyReused, json, notFound, plain, security, text } from './schemas.js';
 
-const STATUSES = ['pending', 'confirmed', 'unsubscribed', 'bounced', 'complained'] as const;
 const IdParam = z.object({ id: z.string().openapi({ param: { name: 'id', in: 'path' }, format: 'uuid' }) });
 
 const SubscriptionSchema = z.object({
   list: z.string(),
-  status: z.enum(STATUSES),
+  status: z.enum(SUBSCRIPTION_STATUSES),
   consent_version: z.number().int().nullable(),
   consent_text: z.string().nullable().openapi({ description: 'the wording this person agreed to' }),
   requested_at: z.string().nullable(),
@@ -37,14 +37,14 @@ const SubscriberSchema = z.object({
 const FindQuery = z.object({
   email: z.string().max(320).optional(),
   list: text().max(100).optional(),
-  status: z.enum(STATUSES).optional(),
+  status: z.enum(SUBSCRIPTION_STATUSES).optional(),
   limit: z.coerce.number().int().min(1).max(500).default(50),
   cursor: z.string().max(200).optional().openapi({ description: 'next_cursor of the previous page' }),
 });
 
 const ConsentEventSchema = z.object({
   id: z.string(),
-  kind: z.enum(['requested', 'confirmed', 'withdrawn', 'erased']),
+  kind: z.enum(CONSENT_EVENT_KINDS),
   list: z.string().nullable(),
   occurred_at: z.string(),
   hash: z.string(),
@@ -60,10 +60,10 @@ const AffinityEventSchema = z.object({
   subscriber_id: z.string(), level: z.enum(AFFINITY_LEVELS), reason: z.string(), recorded_by: z.string().nullable(), occurred_at: z.string(),
 }).openapi('AffinityEvent');
 
-
-export function subscriberRoutes(app: OpenAPIHono<ApiEnv>, deps: Deps): void {
+export function subscribersApp(deps: Deps): OpenAPIHono<ApiEnv> {
+  const app = apiRoutes();
   app.openapi(createRoute({
-    method: 'get', path: '/v1/subscribers', summary: 'Find subscribers (keyset paging: pass next_cursor back as cursor)', security,
+    method: 'get', path: '/', summary: 'Find subscribers (keyset paging: pass next_cursor back as cursor)', security,
     request: { query: FindQuery },
     responses: { 200: { description: 'one page', ...json(z.object({ data: z.array(SubscriberSchema), next_cursor: z.string().nullable() })) }, ...errors, ...notFound },
   }), async (c) => {
@@ -74,19 +74,19 @@ export function subscriberRoutes(app: OpenAPIHono<ApiEnv>, deps: Deps): void {
   });
 
   app.openapi(createRoute({
-    method: 'get', path: '/v1/subscribers/{id}', summary: 'One subscriber, with subscriptions and affinity', security,
+    method: 'get', path: '/{id}', summary: 'One subscriber, with subscriptions and affinity', security,
     request: { params: IdParam },
     responses: { 200: { description: 'the subscriber', ...json(SubscriberSchema) }, ...errors, ...notFound },
   }), async (c) => c.json(plain(await getSubscriber(deps, c.req.valid('param').id)), 200));
 
   app.openapi(createRoute({
-    method: 'get', path: '/v1/subscribers/{id}/consent', summary: 'The proof of consent: every event, its evidence, and whether the chain verifies', security,
+    method: 'get', path: '/{id}/consent', summary: 'The proof of consent: every event, its evidence, and whether the chain verifies', security,
     request: { params: IdParam },
     responses: { 200: { description: 'the consent record', ...json(ConsentSchema) }, ...errors, ...notFound },
   }), async (c) => c.json(plain(await consentRecord(deps, c.req.valid('param').id)), 200));
 
   app.openapi(createRoute({
-    method: 'post', path: '/v1/subscribers/{id}/affinity', summary: 'Record a new affinity level', security,
+    method: 'post', path: '/{id}/affinity', summary: 'Record a new affinity level', security,
     request: { params: IdParam, body: { required: true, ...json(AffinityBody) } },
     responses: {
       201: { description: 'the recorded event', ...json(AffinityEventSchema) }, ...errors, ...notFound,
@@ -99,17 +99,18 @@ export function subscriberRoutes(app: OpenAPIHono<ApiEnv>, deps: Deps): void {
   });
 
   app.openapi(createRoute({
-    method: 'get', path: '/v1/subscribers/{id}/export', summary: 'Everything held about the person', security,
+    method: 'get', path: '/{id}/export', summary: 'Everything held about the person', security,
     request: { params: IdParam },
     responses: { 200: { description: 'the export', ...json(z.record(z.string(), z.unknown())) }, ...errors, ...notFound },
   }), async (c) => c.json(plain(await exportSubscriber(deps, c.req.valid('param').id)), 200));
 
   app.openapi(createRoute({
-    method: 'delete', path: '/v1/subscribers/{id}', summary: 'Erase the person; the address stays suppressed as a hash only', security,
+    method: 'delete', path: '/{id}', summary: 'Erase the person; the address stays suppressed as a hash only', security,
     request: { params: IdParam },
     responses: { 204: { description: 'erased' }, ...errors, ...notFound },
   }), async (c) => {
     await eraseSubscriber(deps, c.req.valid('param').id, { by: 'api', key: c.get('apiKey').name });
     return c.body(null, 204);
   });
+  return app;
 }

@@ -1,13 +1,16 @@
-// The outbox worker's SQL: the queue pattern of graphile/worker. A claim takes due rows
-// nobody holds (or whose holder's lease ran out) with FOR UPDATE SKIP LOCKED, so any number
-// of workers share the queue without waiting on each other; later updates check that the
-// row is still ours (locked_by), so a worker whose lease was taken over cannot overwrite.
+// The outbox's SQL, as the outbox worker sends its mails: the queue pattern of
+// graphile/worker. A claim takes due rows nobody holds (or whose holder's lease ran out) with
+// FOR UPDATE SKIP LOCKED, so any number of workers share the queue without waiting on each
+// other; later updates check that the row is still ours (locked_by), so a worker whose lease
+// was taken over cannot overwrite.
 import { sql } from 'kysely';
 import { anyOf, type Database, precompiled } from '../db/database.js';
+import type { OutboxMailKind } from '../domain.js';
+import { type Backoff, leaseUntil, retryAt } from './queue-sql.js';
 
 export interface ClaimedMail {
   id: string;
-  kind: string;
+  kind: OutboxMailKind;
   recipient: string | null;
   message_id: string;
   subject: string | null;
@@ -26,7 +29,7 @@ export async function claimDueMails(db: Database, workerId: string, options: { l
       for update skip locked
     )
     update outbox o
-    set locked_by = ${workerId}, locked_until = now() + ${options.leaseMs} * interval '1 millisecond', attempts = o.attempts + 1
+    set locked_by = ${workerId}, locked_until = ${leaseUntil(options.leaseMs)}, attempts = o.attempts + 1
     from due where o.id = due.id
     returning o.id, o.kind, o.recipient, o.message_id, o.subject, o.html, o.text, o.attempts
   `.execute(db);
@@ -43,15 +46,14 @@ export async function markMailSent(db: Database, workerId: string, id: string, r
   return (result.numAffectedRows ?? 0n) > 0n;
 }
 
-/** Backoff in SQL, from the attempt count the row holds: base * 2^(attempts-1), capped. */
-export async function scheduleMailRetry(db: Database, workerId: string, id: string, error: string, backoff: { baseMs: number; maxMs: number }): Promise<boolean> {
+export async function scheduleMailRetry(db: Database, workerId: string, id: string, error: string, backoff: Backoff): Promise<boolean> {
   const result = await db.updateTable('outbox')
-    .set({
-      run_at: sql`now() + least(${backoff.maxMs}::float8, ${backoff.baseMs}::float8 * power(2, attempts - 1)) * interval '1 millisecond'`,
+    .set((eb) => ({
+      run_at: retryAt(eb.ref('attempts'), backoff),
       last_error: error.slice(0, 1000),
       locked_by: null,
       locked_until: null,
-    })
+    }))
     .where('id', '=', id).where('locked_by', '=', workerId)
     .executeTakeFirst();
   return result.numUpdatedRows > 0n;
@@ -63,6 +65,12 @@ export async function markMailFailed(db: Database, workerId: string, id: string,
     .where('id', '=', id).where('locked_by', '=', workerId)
     .executeTakeFirst();
   return result.numUpdatedRows > 0n;
+}
+
+export async function countQueuedMails(db: Database): Promise<number> {
+  const row = await db.selectFrom('outbox').select((eb) => eb.fn.countAll<string>().as('count'))
+    .where('status', '=', 'queued').executeTakeFirstOrThrow();
+  return Number(row.count);
 }
 
 /** Gives back claimed mails this worker never started (it is shutting down), in one statement. */

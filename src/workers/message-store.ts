@@ -1,10 +1,12 @@
-// The campaign sender's SQL. Claims follow the outbox's queue pattern (lease, SKIP LOCKED,
-// ownership checks). Sends run in short transactions, each over a chunk of messages, that
-// hold the recipients' subscription rows FOR SHARE: an unsubscribe's UPDATE of such a row
-// waits for the chunk in flight, and any send that starts after the unsubscribe committed
-// sees it.
+// Campaign messages' SQL as the campaign sender uses it, and the SEND_RATE bucket. Claims
+// follow the outbox's queue pattern (lease, SKIP LOCKED, ownership checks). Sends run in
+// short transactions, each over a chunk of messages, that hold the recipients' subscription
+// rows FOR SHARE: an unsubscribe's UPDATE of such a row waits for the chunk in flight, and
+// any send that starts after the unsubscribe committed sees it.
 import { sql } from 'kysely';
 import type { Database, Trx } from '../db/database.js';
+import type { CampaignStatus, SubscriptionStatus } from '../domain.js';
+import { type Backoff, leaseUntil, retryAt } from './queue-sql.js';
 
 export interface ClaimedMessage {
   campaign_id: string;
@@ -25,7 +27,7 @@ export async function claimDueMessages(db: Database, workerId: string, options: 
       for update of m skip locked
     )
     update campaign_messages m
-    set locked_by = ${workerId}, locked_until = now() + ${options.leaseMs} * interval '1 millisecond', attempts = m.attempts + 1
+    set locked_by = ${workerId}, locked_until = ${leaseUntil(options.leaseMs)}, attempts = m.attempts + 1
     from due
     where m.campaign_id = due.campaign_id and m.subscriber_id = due.subscriber_id
     returning m.campaign_id, m.subscriber_id, m.attempts
@@ -41,8 +43,8 @@ export interface MessageKey {
 export const messageKey = (message: MessageKey) => `${message.campaign_id}:${message.subscriber_id}`;
 
 export interface SendGate extends MessageKey {
-  campaign_status: string;
-  subscription_status: string;
+  campaign_status: CampaignStatus;
+  subscription_status: SubscriptionStatus;
   erased: boolean;
 }
 
@@ -89,7 +91,7 @@ const detailOf = (outcome: Outcome) => {
  * Records what became of a chunk of messages, in one statement, for those this worker still
  * holds. Returns the keys it recorded: a claim that passed to another worker is left alone.
  */
-export async function recordOutcomes(db: Database | Trx, workerId: string, outcomes: MessageOutcome[], backoff: { baseMs: number; maxMs: number }): Promise<Set<string>> {
+export async function recordOutcomes(db: Database | Trx, workerId: string, outcomes: MessageOutcome[], backoff: Backoff): Promise<Set<string>> {
   if (outcomes.length === 0) return new Set();
   const { rows } = await sql<MessageKey>`
     update campaign_messages m set
@@ -99,7 +101,7 @@ export async function recordOutcomes(db: Database | Trx, workerId: string, outco
       smtp_response = case when r.kind = 'sent' then r.detail else m.smtp_response end,
       last_error = case r.kind when 'sent' then null when 'released' then m.last_error else r.detail end,
       run_at = case when r.kind = 'retry'
-        then now() + least(${backoff.maxMs}::float8, ${backoff.baseMs}::float8 * power(2, m.attempts - 1)) * interval '1 millisecond'
+        then ${retryAt(sql.ref('m.attempts'), backoff)}
         else m.run_at end,
       attempts = case when r.kind = 'released' then greatest(m.attempts - 1, 0) else m.attempts end,
       locked_by = null, locked_until = null
@@ -113,6 +115,12 @@ export async function recordOutcomes(db: Database | Trx, workerId: string, outco
     returning m.campaign_id::text as campaign_id, m.subscriber_id::text as subscriber_id
   `.execute(db);
   return new Set(rows.map(messageKey));
+}
+
+export async function countQueuedMessages(db: Database): Promise<number> {
+  const row = await db.selectFrom('campaign_messages').select((eb) => eb.fn.countAll<string>().as('count'))
+    .where('status', '=', 'queued').executeTakeFirstOrThrow();
+  return Number(row.count);
 }
 
 /**

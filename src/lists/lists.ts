@@ -1,6 +1,6 @@
-// Lists and their versioned consent wording.
+// Lists and their versioned consent wording: what people subscribe to, and what they agree to.
 import type { Deps } from '../deps.js';
-import type { SubscriptionStatus } from '../db/schema.js';
+import { SUBSCRIPTION_STATUSES, type SubscriptionStatus, zeroCounts } from '../domain.js';
 import { DomainError } from '../errors.js';
 import * as store from './store.js';
 import type { ListWithConsent } from './store.js';
@@ -13,8 +13,7 @@ export interface ListView extends ListWithConsent {
   counts: Record<SubscriptionStatus, number>;
 }
 
-const emptyCounts = (): Record<SubscriptionStatus, number> =>
-  ({ pending: 0, confirmed: 0, unsubscribed: 0, bounced: 0, complained: 0 });
+const notFound = (slug: string) => new DomainError('list_not_found', `there is no list "${slug}"`);
 
 export async function createList(deps: Pick<Deps, 'db'>, input: {
   slug: string; name: string; consentText: string; fields?: SignupField[] | undefined;
@@ -35,7 +34,7 @@ export async function updateList(deps: Pick<Deps, 'db'>, slug: string, changes: 
 }): Promise<ListWithConsent> {
   return deps.db.transaction().execute(async (trx) => {
     const list = await store.lockListBySlug(trx, slug);
-    if (!list) throw new DomainError('list_not_found', `there is no list "${slug}"`);
+    if (!list) throw notFound(slug);
     const { name, fields } = changes;
     if (name !== undefined || fields !== undefined) {
       await store.updateList(trx, list.id, { ...(name !== undefined && { name }), ...(fields !== undefined && { fields: [...fields] }) });
@@ -48,7 +47,7 @@ export async function updateList(deps: Pick<Deps, 'db'>, slug: string, changes: 
 export async function listLists(deps: Pick<Deps, 'db'>): Promise<ListView[]> {
   const [lists, counts] = await Promise.all([store.listAllLists(deps.db), store.countSubscriptionsByStatus(deps.db)]);
   return lists.map((list) => {
-    const listCounts = emptyCounts();
+    const listCounts = zeroCounts(SUBSCRIPTION_STATUSES);
     for (const row of counts) if (row.listId === list.id) listCounts[row.status] = row.count;
     return { ...list, counts: listCounts };
   });
@@ -56,6 +55,6 @@ export async function listLists(deps: Pick<Deps, 'db'>): Promise<ListView[]> {
 
 export async function getList(deps: Pick<Deps, 'db'>, slug: string): Promise<ListWithConsent> {
   const list = await store.findListBySlug(deps.db, slug);
-  if (!list) throw new DomainError('list_not_found', `there is no list "${slug}"`);
+  if (!list) throw notFound(slug);
   return list;
 }
