@@ -5,7 +5,7 @@ import type { ConsentLog } from '../log/consent-log.js';
 import { buildReceipt, type ConsentReceipt, type Controller } from '../log/receipt.js';
 import * as logStore from '../log/store.js';
 import { withoutLinkTokens } from './ledger.js';
-import { listAllLists } from './store.js';
+import { listAllLists } from '../lists/store.js';
 import { getSubscriber } from './subscribers.js';
 
 const LAWFUL_BASIS = 'consent (GDPR Art. 6(1)(a))';
