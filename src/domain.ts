@@ -36,10 +36,16 @@ export const OPEN_SUBSCRIPTION_STATUSES = ['pending', 'confirmed'] as const sati
 export const isOpenSubscription = (status: SubscriptionStatus): boolean =>
   (OPEN_SUBSCRIPTION_STATUSES as readonly SubscriptionStatus[]).includes(status);
 
-export const CONSENT_EVENT_KINDS = ['requested', 'confirmed', 'withdrawn', 'erased'] as const;
+/**
+ * bounced and complained: a report about a mail of ours ended the subscription (issue 18);
+ * imported: consent collected elsewhere, brought in with its provenance (issue 19);
+ * reconsented: agreement to a changed wording (issue 20).
+ */
+export const CONSENT_EVENT_KINDS = ['requested', 'confirmed', 'withdrawn', 'erased', 'bounced', 'complained', 'imported', 'reconsented'] as const;
 export type ConsentEventKind = (typeof CONSENT_EVENT_KINDS)[number];
 
-export const CAMPAIGN_STATUSES = ['draft', 'sending', 'paused', 'sent', 'cancelled'] as const;
+/** scheduled: waits for its send_at, then starts by itself (issue 20). */
+export const CAMPAIGN_STATUSES = ['draft', 'scheduled', 'sending', 'paused', 'sent', 'cancelled'] as const;
 export type CampaignStatus = (typeof CAMPAIGN_STATUSES)[number];
 
 /**

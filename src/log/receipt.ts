@@ -23,6 +23,10 @@ const EVENT_TYPE: Record<ConsentEventKind, string> = {
   confirmed: 'consent given',
   withdrawn: 'consent withdrawn',
   erased: 'PII erased',
+  bounced: 'consent ended: the address bounced',
+  complained: 'consent withdrawn by a spam complaint',
+  imported: 'consent given elsewhere, imported with its provenance',
+  reconsented: 'consent given to a changed wording',
 };
 
 export interface ReceiptEvent {
