@@ -22,7 +22,7 @@ const dataDir = await mkdtemp(path.join(tmpdir(), 'assent-timing-'));
 const database = await startEmbeddedDatabase(dataDir);
 const parsed = parseConfig({
   DATABASE_URL: database.url, DATA_DIR: dataDir, PORT: '0', LOG_LEVEL: 'silent', SUBSCRIBE_RATE_LIMIT: '0',
-  TOKEN_SECRETS: 'timing-secret-0123456789abcdef0123456789', ASSENT_API_KEY: KEY,
+  TOKEN_SECRETS: 'timing-secret-0123456789abcdef0123456789', ASSENT_API_KEY: KEY, CONSENT_LOG_KEY: Buffer.alloc(32, 5).toString('base64'),
 });
 if (!parsed.ok) throw new Error(parsed.problems.join('\n'));
 const service = await startService(parsed.config, ['serve', 'worker'], createLogger(parsed.config));

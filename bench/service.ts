@@ -56,6 +56,7 @@ export async function startAssent(role: 'all' | 'serve' | 'worker', env: AssentE
       MAIL_FROM: 'News <news@bench.example>',
       SENDER_ADDRESS: '1 Bench Street, Testville',
       TOKEN_SECRETS: TOKEN_SECRET,
+      CONSENT_LOG_KEY: Buffer.alloc(32, 9).toString('base64'),
       ASSENT_API_KEY: API_KEY,
       // The per-IP limit would turn a load generator on one address into 429s.
       SUBSCRIBE_RATE_LIMIT: '0',

@@ -1,4 +1,5 @@
 // `assent [command]`: the service's roles and its admin commands.
+import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { getCampaign } from './campaigns/campaigns.js';
 import { verifyEveryChain } from './consent/ledger.js';
@@ -8,6 +9,7 @@ import { createApiKey } from './keys/keys.js';
 import * as keyStore from './keys/store.js';
 import { createList, SIGNUP_FIELDS, type SignupField } from './lists/lists.js';
 import { addressTag } from './log.js';
+import { type CommandResult, httpLogSource, logCheckpoint, logVerify, receiptVerify } from './log/commands.js';
 import { createLogger, loadConfig, main, openDatabase } from './main.js';
 
 const USAGE = `usage: assent [command]
@@ -23,6 +25,16 @@ const USAGE = `usage: assent [command]
   campaigns show ID         a campaign's status and progress: sent, failed, skipped, queued
   verify           recompute every subscriber's consent chain; exit 1 if any fails
   log-tag ADDRESS  the tag that stands for this address in the logs (addresses are never logged)
+  log checkpoint   print the consent log's latest signed checkpoint
+  log verify [--checkpoint FILE]…
+                   recompute the consent log from the database and check it against every stored
+                   checkpoint and every FILE (an earlier checkpoint kept elsewhere); exit 1 naming
+                   the first tree size at which they part
+  receipt verify FILE [--key VKEY] [--log URL] [--database]
+                   check a consent receipt offline (signature, inclusion, evidence and chain
+                   hashes, time-stamp); --key: the log's verifier key as obtained elsewhere;
+                   --log: also check that the log at URL (…/consent-log) still extends it;
+                   --database: also recompute the log from the configured database
 
 Configuration comes from the environment; see the README.`;
 
@@ -117,6 +129,41 @@ async function verifyAll(): Promise<boolean> {
   });
 }
 
+function print(result: CommandResult): number {
+  for (const line of result.out) process.stdout.write(`${line}\n`);
+  for (const line of result.err) process.stderr.write(`${line}\n`);
+  return result.exitCode;
+}
+
+async function consentLogCommand(args: string[]): Promise<number> {
+  const [action, ...rest] = args;
+  if (action === 'checkpoint' && rest.length === 0) return print(await withDatabase((db) => logCheckpoint(db)));
+  if (action === 'verify') {
+    const { values } = parseArgs({ args: rest, options: { checkpoint: { type: 'string', multiple: true } }, strict: true });
+    const files = await Promise.all((values.checkpoint ?? []).map(async (name) => ({ name, note: await readFile(name, 'utf8') })));
+    const key = loadConfig().consentLog.key!; // a signer is its own verifier
+    return print(await withDatabase((db) => logVerify(db, files, key)));
+  }
+  process.stderr.write(`${USAGE}\n`);
+  return 2;
+}
+
+async function receiptCommand(args: string[]): Promise<number> {
+  const [action, ...rest] = args;
+  const { values, positionals } = parseArgs({
+    args: rest, allowPositionals: true, strict: true,
+    options: { key: { type: 'string' }, log: { type: 'string' }, database: { type: 'boolean' } },
+  });
+  if (action !== 'verify' || positionals.length !== 1) {
+    process.stderr.write(`${USAGE}\n`);
+    return 2;
+  }
+  const text = await readFile(positionals[0]!, 'utf8');
+  const options = { ...(values.key !== undefined && { key: values.key }), ...(values.log !== undefined && { log: httpLogSource(values.log) }) };
+  if (!values.database) return print(await receiptVerify(text, options));
+  return print(await withDatabase((db) => receiptVerify(text, { ...options, db })));
+}
+
 async function run(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
@@ -135,6 +182,8 @@ async function run(argv: string[]): Promise<number> {
     case 'lists':
       if (rest[0] === 'create') { await listsCreate(rest.slice(1)); return 0; }
       break;
+    case 'log': return consentLogCommand(rest);
+    case 'receipt': return receiptCommand(rest);
     case 'help': case '--help': case '-h':
       process.stdout.write(`${USAGE}\n`);
       return 0;

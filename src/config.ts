@@ -1,5 +1,7 @@
 // The environment, parsed once into one typed, frozen object. Nothing else reads process.env.
 import { z } from 'zod';
+import { parseConsentLogKey } from './log/keys.js';
+import type { SignerKey } from './log/note.js';
 
 export interface RateLimit {
   readonly count: number;
@@ -41,6 +43,19 @@ export interface Config {
   readonly trustProxy: boolean;
   readonly dkim: DkimConfig | undefined;
   readonly logLevel: string;
+  /** The consent log (docs/consent-log.md): its name and signing key (undefined until main() loads the development key). */
+  readonly consentLog: {
+    readonly origin: string;
+    readonly key: SignerKey | undefined;
+    /** An RFC 3161 time-stamping authority for every checkpoint. */
+    readonly tsaUrl: string | undefined;
+  };
+  /** Who holds the data (GDPR Art. 13; ISO/IEC TS 27560 "controller"), named in mails, pages and receipts. */
+  readonly controller: {
+    readonly name: string | undefined;
+    readonly contact: string | undefined;
+    readonly privacyUrl: string | undefined;
+  };
 }
 
 const UNITS: Record<string, number> = { s: 1_000, sec: 1_000, m: 60_000, min: 60_000, h: 3_600_000, hour: 3_600_000 };
@@ -95,6 +110,12 @@ const envSchema = z.object({
   DKIM_DOMAIN: z.string().min(1).optional(),
   DKIM_SELECTOR: z.string().min(1).optional(),
   DKIM_PRIVATE_KEY: z.string().min(1).optional(),
+  CONSENT_LOG_KEY: z.string().min(1).optional(),
+  CONSENT_LOG_ORIGIN: z.string().regex(/^[^\s+]+$/, 'no spaces and no "+"').max(200).optional(),
+  TSA_URL: z.url({ protocol: /^https?$/ }).optional(),
+  CONTROLLER_NAME: z.string().min(1).max(200).optional(),
+  CONTROLLER_CONTACT: z.string().min(3).max(320).optional(),
+  PRIVACY_URL: z.url({ protocol: /^https?$/ }).optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
@@ -117,6 +138,7 @@ export function parseConfig(env: Record<string, string | undefined>): ConfigResu
     if (!e.PUBLIC_URL) problems.push('PUBLIC_URL is required in production: the https:// base of every link put in a mail');
     else if (!e.PUBLIC_URL.startsWith('https://')) problems.push('PUBLIC_URL must be https:// in production');
     if (!e.TOKEN_SECRETS) problems.push('TOKEN_SECRETS is required in production: comma-separated secrets of at least 32 characters');
+    if (!e.CONSENT_LOG_KEY) problems.push('CONSENT_LOG_KEY is required in production: the Ed25519 key that signs the consent log (PKCS#8 PEM, or a base64 32-byte seed)');
   }
   const tokenSecrets = e.TOKEN_SECRETS === undefined ? undefined : list(e.TOKEN_SECRETS);
   if (tokenSecrets && tokenSecrets.some((secret) => secret.length < 32)) {
@@ -132,6 +154,11 @@ export function parseConfig(env: Record<string, string | undefined>): ConfigResu
   const statementTimeout = parseDuration(e.DATABASE_STATEMENT_TIMEOUT);
   if (statementTimeout instanceof Error) problems.push(`DATABASE_STATEMENT_TIMEOUT: ${statementTimeout.message}`);
 
+  const publicUrl = (e.PUBLIC_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, '');
+  const origin = e.CONSENT_LOG_ORIGIN ?? `${new URL(publicUrl).host}/consent-log`;
+  const logKey = e.CONSENT_LOG_KEY === undefined ? undefined : parseConsentLogKey(e.CONSENT_LOG_KEY, origin);
+  if (logKey instanceof Error) problems.push(`CONSENT_LOG_KEY: ${logKey.message}`);
+
   const dkimParts = [e.DKIM_DOMAIN, e.DKIM_SELECTOR, e.DKIM_PRIVATE_KEY].filter((part) => part !== undefined);
   if (dkimParts.length > 0 && dkimParts.length < 3) {
     problems.push('DKIM_DOMAIN, DKIM_SELECTOR and DKIM_PRIVATE_KEY must be set together');
@@ -144,7 +171,7 @@ export function parseConfig(env: Record<string, string | undefined>): ConfigResu
     host: e.HOST,
     metricsPort: e.METRICS_PORT,
     metricsToken: e.METRICS_TOKEN,
-    publicUrl: (e.PUBLIC_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, ''),
+    publicUrl,
     databaseUrl: e.DATABASE_URL,
     databasePoolSize: e.DATABASE_POOL_SIZE,
     databaseStatementTimeoutMs: statementTimeout as number,
@@ -163,6 +190,8 @@ export function parseConfig(env: Record<string, string | undefined>): ConfigResu
       ? { domainName: e.DKIM_DOMAIN, keySelector: e.DKIM_SELECTOR, privateKey: e.DKIM_PRIVATE_KEY.replace(/\\n/g, '\n') }
       : undefined,
     logLevel: e.LOG_LEVEL,
+    consentLog: { origin, key: logKey as SignerKey | undefined, tsaUrl: e.TSA_URL },
+    controller: { name: e.CONTROLLER_NAME, contact: e.CONTROLLER_CONTACT, privacyUrl: e.PRIVACY_URL },
   };
   return { ok: true, config: Object.freeze(config) };
 }

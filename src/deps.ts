@@ -5,6 +5,7 @@ import type { TemplateSandbox } from './campaigns/sandbox.js';
 import type { Config } from './config.js';
 import type { Database } from './db/database.js';
 import type { Catalogues } from './i18n.js';
+import type { ConsentLog } from './log/consent-log.js';
 import type { TokenSigner } from './links/tokens.js';
 import type { MailTemplates } from './mail/templates.js';
 import type { Metrics } from './metrics.js';
@@ -21,6 +22,8 @@ export interface Deps {
   mailTemplates: MailTemplates;
   catalogues: Catalogues;
   metrics: Metrics;
+  /** The consent log's read side: checkpoints, proofs, its key, whether it still signs. */
+  consentLog: ConsentLog;
   /** Where a new campaign's templates are compiled and tried, off the event loop. */
   templateSandbox: TemplateSandbox;
   /** Tells the in-process outbox worker that a mail is waiting, so it need not wait for its poll. */

@@ -18,7 +18,9 @@ export type ErrorCode =
   | 'rate_limited'
   | 'payload_too_large'
   | 'unsupported_media_type'
-  | 'unavailable';
+  | 'unavailable'
+  /** The consent log stopped signing (docs/consent-log.md): it proves nothing until a person resolves it. */
+  | 'log_halted';
 
 export class DomainError extends Error {
   constructor(

@@ -15,6 +15,9 @@ import { metricsOnPublicPort, opsApp } from './http/ops.js';
 import { loadCatalogues } from './i18n.js';
 import { TokenSigner } from './links/tokens.js';
 import { jsonLogger } from './log.js';
+import { ConsentLog } from './log/consent-log.js';
+import { loadOrCreateDevLogKey } from './log/keys.js';
+import { ConsentLogWorker, DEFAULT_CONSENT_LOG_OPTIONS } from './log/worker.js';
 import { MailTemplates } from './mail/templates.js';
 import { folderSender, type MailSender, smtpSender } from './mail/transport.js';
 import { createMetrics, registerQueueGauges } from './metrics.js';
@@ -34,7 +37,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     process.exit(2);
   }
   const { config } = result;
-  return config.tokenSecrets ? config : { ...config, tokenSecrets: [loadOrCreateDevSecret(config.dataDir)] };
+  // Development keeps its secrets under DATA_DIR (production requires them): links and
+  // checkpoints made yesterday still verify after a restart.
+  return {
+    ...config,
+    tokenSecrets: config.tokenSecrets ?? [loadOrCreateDevSecret(config.dataDir)],
+    consentLog: { ...config.consentLog, key: config.consentLog.key ?? loadOrCreateDevLogKey(config.dataDir, config.consentLog.origin) },
+  };
 }
 
 /** The service's logger: JSON lines, addresses replaced by tags keyed with the first token secret. */
@@ -92,9 +101,10 @@ export async function buildDeps(config: Config, log: Logger, db: Database, wake:
     log,
     clock: () => Date.now(),
     signer: new TokenSigner(config.tokenSecrets!),
-    mailTemplates: await MailTemplates.load(catalogues),
+    mailTemplates: await MailTemplates.load(catalogues, { controller: config.controller }),
     catalogues,
     metrics,
+    consentLog: new ConsentLog(db, { origin: config.consentLog.origin, signer: config.consentLog.key! }),
     templateSandbox: new TemplateSandbox(),
     wakeOutbox: wake.outbox ?? (() => undefined),
     wakeCampaigns: wake.campaigns ?? (() => undefined),
@@ -147,12 +157,29 @@ async function listenForRoles(deps: Deps, roles: readonly Role[]): Promise<Pick<
   return { server, metricsServer };
 }
 
+/** In production, one warning line for each controller setting not given (GDPR Art. 13 asks for them). */
+function warnOfMissingController(config: Config, log: Logger): void {
+  if (config.nodeEnv !== 'production') return;
+  const missing = { CONTROLLER_NAME: config.controller.name, CONTROLLER_CONTACT: config.controller.contact, PRIVACY_URL: config.controller.privacyUrl };
+  for (const [name, value] of Object.entries(missing)) {
+    if (value === undefined) log.warn(`${name} is not set: mails, pages and consent receipts do not say who holds the data`);
+  }
+}
+
 export async function startService(config: Config, roles: readonly Role[], log = createLogger(config)): Promise<Service> {
   const database = await openDatabase(config, log);
   let worker: OutboxWorker | undefined;
   let campaignWorker: CampaignWorker | undefined;
   const deps = await buildDeps(config, log, database.db, { outbox: () => worker?.wake(), campaigns: () => campaignWorker?.wake() });
   const sender = roles.includes('worker') ? createSender(config) : undefined;
+  // Every role runs the consent log's sequencer: an advisory lock makes one of them active,
+  // and another takes over when it stops.
+  const consentLogWorker = new ConsentLogWorker({
+    db: deps.db, log, clock: deps.clock,
+    metrics: { halted: deps.metrics.consentLogHalted, checkpoints: deps.metrics.consentLogCheckpoints, leaves: deps.metrics.consentLogLeaves },
+  }, { ...DEFAULT_CONSENT_LOG_OPTIONS, origin: config.consentLog.origin, signer: config.consentLog.key!, tsaUrl: config.consentLog.tsaUrl });
+  consentLogWorker.start();
+  warnOfMissingController(config, log);
   if (sender) {
     worker = new OutboxWorker({ ...deps, sender });
     campaignWorker = new CampaignWorker({ ...deps, sender });
@@ -162,7 +189,7 @@ export async function startService(config: Config, roles: readonly Role[], log =
   }
   // Workers finish or give back what they hold, then the SMTP pool and the database close.
   const stopBehindServer = async () => {
-    await Promise.all([worker?.stop(), campaignWorker?.stop()]);
+    await Promise.all([worker?.stop(), campaignWorker?.stop(), consentLogWorker.stop()]);
     if (sender) log.info('mail workers stopped');
     sender?.close();
     await database.close();

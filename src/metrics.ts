@@ -19,6 +19,12 @@ export function createMetrics() {
     unsubscribes: new Counter({ name: 'assent_unsubscribes_total', help: 'Subscriptions withdrawn', registers: [registry] }),
     mailsSent: new Counter({ name: 'assent_mails_sent_total', help: 'Mails accepted by the relay, by kind', labelNames: ['kind'] as const, registers: [registry] }),
     mailsFailed: new Counter({ name: 'assent_mails_failed_total', help: 'Mail attempts that failed, by kind and whether permanent', labelNames: ['kind', 'permanent'] as const, registers: [registry] }),
+    consentLogHalted: new Gauge({
+      name: 'assent_consent_log_halted', help: '1 when the consent log stopped signing (the stored tree no longer extends its last checkpoint); /readyz says why',
+      registers: [registry],
+    }),
+    consentLogCheckpoints: new Counter({ name: 'assent_consent_log_checkpoints_total', help: 'Consent log checkpoints signed by this process', registers: [registry] }),
+    consentLogLeaves: new Counter({ name: 'assent_consent_log_leaves_total', help: 'Consent events given a leaf of the consent log by this process', registers: [registry] }),
     sendLatency: new Histogram({
       name: 'assent_mail_send_seconds', help: 'Time to hand one mail to the relay', labelNames: ['kind'] as const,
       buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: [registry],

@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../src/db/embedded.js';
 import { useTestService } from './helpers/fixture.js';
 import { childLogFd } from './helpers/logs.js';
+import { TEST_LOG_KEY } from './helpers/secrets.js';
 import { TEST_SECRET } from './helpers/service.js';
 import { until } from './helpers/wait.js';
 
@@ -68,7 +69,7 @@ function startImage(env: Record<string, string>, args: string[] = []): ChildProc
 }
 
 const productionEnv = async () => ({
-  DATABASE_URL: t.tdb.url, SMTP_URL: t.smtp.url, PUBLIC_URL: 'https://assent.test', TOKEN_SECRETS: TEST_SECRET,
+  DATABASE_URL: t.tdb.url, SMTP_URL: t.smtp.url, PUBLIC_URL: 'https://assent.test', TOKEN_SECRETS: TEST_SECRET, CONSENT_LOG_KEY: TEST_LOG_KEY,
   MAIL_FROM: 'News <news@assent.test>', HOST: '127.0.0.1', PORT: String(await freePort()), LOG_LEVEL: 'debug',
 });
 
@@ -104,7 +105,7 @@ describe('the container image, built by its own steps', () => {
     expect(dockerfile).toMatch(/^USER node$/m);
   });
 
-  it('refuses to start in production without its four settings, one line each, exit code 2', async () => {
+  it('refuses to start in production without its five settings, one line each, exit code 2', async () => {
     const child = startImage({});
     let stderr = '';
     child.stderr!.on('data', (chunk) => { stderr += chunk; });
@@ -115,6 +116,7 @@ describe('the container image, built by its own steps', () => {
       expect.stringMatching(/^assent: SMTP_URL is required in production/),
       expect.stringMatching(/^assent: PUBLIC_URL is required in production/),
       expect.stringMatching(/^assent: TOKEN_SECRETS is required in production/),
+      expect.stringMatching(/^assent: CONSENT_LOG_KEY is required in production/),
     ]);
   });
 

@@ -147,10 +147,15 @@ describe('who can read /metrics', () => {
   let tdb: TestDatabase;
   const running: Service[] = [];
 
+  /** Production asks for the controller's settings (one warning each without): given here, so the warnings left are the metrics'. */
+  const CONTROLLER = { CONTROLLER_NAME: 'Example Ltd', CONTROLLER_CONTACT: 'privacy@example.org', PRIVACY_URL: 'https://example.org/privacy' };
+
   /** `assent` listening for real, as in production, on a database of its own; its log lines kept. */
   async function listening(roles: Role[], env: Record<string, string> = {}) {
     tdb ??= await createTestDatabase();
-    const config = testConfig({ NODE_ENV: 'production', DATABASE_URL: tdb.url, SMTP_URL: t.smtp.url, PORT: '0', ...env });
+    const config = testConfig({
+      NODE_ENV: 'production', DATABASE_URL: tdb.url, SMTP_URL: t.smtp.url, PORT: '0', ...CONTROLLER, ...env,
+    });
     const lines: string[] = [];
     const log = createLogger({ ...config, logLevel: 'info' }, new Writable({ write(chunk, _encoding, done) { lines.push(String(chunk)); done(); } }));
     const service = await startService(config, roles, log);
@@ -223,5 +228,22 @@ describe('who can read /metrics', () => {
     const moved = (from: string, to: string) => signups(to).filter((line) => !signups(from).includes(line)).map((line) => line.split(' ')[0]);
     expect(moved(before, afterConfirmed)).toEqual(['assent_signups_total{outcome="accepted"}']);
     expect(moved(afterConfirmed, afterNew)).toEqual(['assent_signups_total{outcome="accepted"}']);
+  });
+});
+
+describe('who holds the data', () => {
+  it('in production, a start without the controller settings says so, one warning line each', async () => {
+    const tdb = await createTestDatabase();
+    const lines: string[] = [];
+    const config = testConfig({ NODE_ENV: 'production', DATABASE_URL: tdb.url, SMTP_URL: t.smtp.url, PORT: '0', METRICS_TOKEN: 'metrics-token-0123456789' });
+    const log = createLogger({ ...config, logLevel: 'info' }, new Writable({ write(chunk, _encoding, done) { lines.push(String(chunk)); done(); } }));
+    const service = await startService(config, ['serve'], log);
+    try {
+      const warnings = lines.map((line) => JSON.parse(line)).filter((line) => line.level === 40).map((line) => line.msg as string);
+      expect(warnings).toEqual(['CONTROLLER_NAME', 'CONTROLLER_CONTACT', 'PRIVACY_URL'].map((name) => expect.stringMatching(new RegExp(`^${name} is not set`))));
+    } finally {
+      await service.stop();
+      await tdb.drop();
+    }
   });
 });

@@ -25,7 +25,7 @@ export type ConfirmLinkState =
   | { kind: 'ready'; list: ListRef; consentText: string; locale: string }
   | { kind: 'already_confirmed'; list: ListRef; locale: string }
   /** The POST that confirmed just now. */
-  | { kind: 'confirmed'; list: ListRef; locale: string };
+  | { kind: 'confirmed'; list: ListRef; locale: string; subscriberId: string };
 
 type LinkDeps = Pick<Deps, 'db' | 'clock' | 'signer'>;
 
@@ -100,7 +100,7 @@ export async function confirmSubscription(
     await store.applySubscriberFields(trx, subscriber!.id, fields);
     await store.recordFirstAffinity(trx, subscriber!.id);
     await store.deleteSuppression(trx, addressHash(subscriber!.email));
-    return { kind: 'confirmed', list: list!, locale: fields.locale ?? subscriber!.locale };
+    return { kind: 'confirmed', list: list!, locale: fields.locale ?? subscriber!.locale, subscriberId: subscriber!.id };
   });
   if (state.kind === 'confirmed') deps.metrics.confirmations.inc();
   return state;

@@ -1,6 +1,7 @@
 // A person's consent receipt (log/receipt.ts says what it holds): their record as the
 // ISO/IEC TS 27560 sections put it, and each event with its proof in the consent log.
 import type { Database } from '../db/database.js';
+import type { Deps } from '../deps.js';
 import type { ConsentLog } from '../log/consent-log.js';
 import { buildReceipt, type ConsentReceipt, type Controller } from '../log/receipt.js';
 import * as logStore from '../log/store.js';
@@ -25,6 +26,20 @@ export interface ReceiptDeps {
   controller: Controller;
   /** Where the log's public endpoints are: PUBLIC_URL/consent-log. */
   logUrl: string;
+}
+
+/** What a receipt needs, from the service's deps: the controller settings and the log's public address. */
+export function receiptDeps(deps: Pick<Deps, 'db' | 'clock' | 'config' | 'consentLog'>): ReceiptDeps {
+  const { name, contact, privacyUrl } = deps.config.controller;
+  return {
+    db: deps.db, clock: deps.clock, consentLog: deps.consentLog, logUrl: `${deps.config.publicUrl}/consent-log`,
+    controller: { name: name ?? null, contact: contact ?? null, privacy_notice: privacyUrl ?? null },
+  };
+}
+
+/** A receipt as a download: indented JSON, named for the person's record. */
+export function receiptFile(receipt: ConsentReceipt): { body: string; filename: string } {
+  return { body: `${JSON.stringify(receipt, null, 2)}\n`, filename: `consent-receipt-${receipt.record_id}.json` };
 }
 
 export async function consentReceipt(deps: ReceiptDeps, subscriberId: string): Promise<ConsentReceipt> {

@@ -5,6 +5,7 @@ import type { Deps } from '../deps.js';
 import { type AffinityLevel, type SubscriptionStatus, UUID } from '../domain.js';
 import { DomainError } from '../errors.js';
 import { getList } from '../lists/lists.js';
+import { logIndexes } from '../log/store.js';
 import { addressHash } from './address.js';
 import { appendConsentEvent, chainHead, verifyChain, withoutLinkTokens } from './ledger.js';
 import * as store from './store.js';
@@ -98,6 +99,7 @@ export async function getSubscriber(deps: Db, id: string): Promise<SubscriberVie
 export async function consentRecord(deps: Db, id: string) {
   await getSubscriber(deps, id);
   const [chain, slugs] = await Promise.all([verifyChain(deps.db, id), subscribers.consentEventListSlugs(deps.db, id)]);
+  const leaves = await logIndexes(deps.db, chain.events.map((event) => event.id));
   return {
     subscriber_id: id,
     verified: chain.verified,
@@ -107,6 +109,8 @@ export async function consentRecord(deps: Db, id: string) {
       list: event.listId === null ? null : slugs.get(event.listId) ?? null,
       occurred_at: event.occurredAt,
       hash: event.hash,
+      // Its leaf in the consent log, once the sequencer gave it one (within about a second).
+      log_index: leaves.get(event.id) ?? null,
       evidence: withoutLinkTokens(event.evidence),
       verified: event.verified,
     })),

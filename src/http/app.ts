@@ -7,6 +7,7 @@ import { isDatabaseUnavailable } from '../db/database.js';
 import type { Deps } from '../deps.js';
 import { DomainError, type ErrorCode } from '../errors.js';
 import { apiApp } from './api/index.js';
+import { consentLogApp } from './consent-log.js';
 import type { AppEnv } from './env.js';
 import { type ErrorBody, STATUS } from './errors.js';
 import { metricsOnPublicPort, opsApp } from './ops.js';
@@ -40,7 +41,7 @@ function toDomainError(error: unknown): DomainError | undefined {
 }
 
 export function createApp(deps: Deps): Hono<AppEnv> {
-  const pages = new Pages(deps.catalogues);
+  const pages = new Pages(deps.catalogues, { controller: deps.config.controller });
   const app = new Hono<AppEnv>();
 
   // One log line per request, under a request id the caller may pass (X-Request-Id). It names
@@ -70,6 +71,7 @@ export function createApp(deps: Deps): Hono<AppEnv> {
 
   app.route('/', opsApp(deps, { metrics: metricsOnPublicPort(deps.config) }));
   app.route('/api', apiApp(deps));
+  app.route('/', consentLogApp(deps.consentLog));
   app.route('/', publicApp(deps, pages));
   app.route('/', preferencesApp(deps, pages));
 

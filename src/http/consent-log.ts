@@ -2,13 +2,19 @@
 // holding a receipt) can fetch the checkpoints and the proofs, and keep them out of our reach.
 import { Hono } from 'hono';
 import type { ConsentLog } from '../log/consent-log.js';
+import type { AppEnv } from './env.js';
 
 const text = { 'content-type': 'text/plain; charset=utf-8' };
 // A checkpoint of a given size never changes; the latest one does, within a minute.
 const immutable = { ...text, 'cache-control': 'public, max-age=31536000, immutable' };
 
-export function consentLogApp(log: ConsentLog): Hono {
-  const app = new Hono();
+export function consentLogApp(log: ConsentLog): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+  // Machines read these: errors (a malformed size, say) come as JSON, not as a page.
+  app.use('/consent-log/*', async (c, next) => {
+    c.set('wantsJson', true);
+    await next();
+  });
 
   app.get('/consent-log/key', (c) => c.body(`${log.verifierKey}\n`, 200, { ...text, 'cache-control': 'public, max-age=3600' }));
 

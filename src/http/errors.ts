@@ -21,6 +21,7 @@ export const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   unsupported_media_type: 415,
   rate_limited: 429,
   unavailable: 503,
+  log_halted: 503,
 };
 
 export interface ErrorBody {

@@ -33,13 +33,16 @@ function requireToken(token: string | undefined): MiddlewareHandler {
   };
 }
 
-export function opsApp(deps: Pick<Deps, 'db' | 'metrics' | 'config'>, options: { metrics: boolean }): Hono {
+export function opsApp(deps: Pick<Deps, 'db' | 'metrics' | 'config' | 'consentLog'>, options: { metrics: boolean }): Hono {
   const app = new Hono();
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
   app.get('/readyz', async (c) => {
     try {
       await pingDatabase(deps.db);
-      return c.json({ status: 'ready' });
+      // A halted consent log is an alarm for a person, not a reason to refuse traffic: signups
+      // and withdrawals go on being recorded, and enter the log once it is sound again.
+      const halted = await deps.consentLog.halted();
+      return c.json({ status: 'ready', consent_log: halted ? { status: 'halted', reason: halted.reason, since: halted.at } : { status: 'signing' } });
     } catch {
       return c.json({ status: 'unavailable', reason: 'database unreachable' }, 503);
     }

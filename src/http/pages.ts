@@ -4,12 +4,22 @@ import { Liquid } from 'liquidjs';
 import { type Catalogues, type Locale, TEMPLATES_DIR } from '../i18n.js';
 import { formatMessage } from '../mail/text.js';
 
-export type PageName = 'inbox' | 'confirm' | 'confirmed' | 'token_error' | 'error' | 'unsubscribe' | 'preferences' | 'erase' | 'manage';
+export type PageName = 'inbox' | 'confirm' | 'confirmed' | 'token_error' | 'error' | 'unsubscribe' | 'preferences' | 'erase' | 'manage' | 'certificate';
+
+/** Who holds the data: named in every page's footer (GDPR Art. 13), when configured. */
+export interface PageController {
+  name: string | undefined;
+  contact: string | undefined;
+  privacyUrl: string | undefined;
+}
 
 export class Pages {
   private readonly liquid: Liquid;
+  private readonly controller: PageController | undefined;
 
-  constructor(catalogues: Catalogues, dir = `${TEMPLATES_DIR}pages/`) {
+  constructor(catalogues: Catalogues, options: { controller?: PageController; dir?: string } = {}) {
+    const dir = options.dir ?? `${TEMPLATES_DIR}pages/`;
+    this.controller = options.controller;
     this.liquid = new Liquid({
       root: dir, extname: '.liquid', cache: true, outputEscape: 'escape', strictFilters: true,
     });
@@ -25,6 +35,10 @@ export class Pages {
   }
 
   render(name: PageName, locale: Locale, data: Record<string, unknown> = {}): string {
-    return this.liquid.renderFileSync(name, { ...data, locale }) as string;
+    const c = this.controller;
+    const controller = c && (c.name || c.contact || c.privacyUrl)
+      ? { name: c.name, contact: c.contact, contact_is_mail: c.contact ? !/^https?:/.test(c.contact) : false, privacy_url: c.privacyUrl }
+      : undefined;
+    return this.liquid.renderFileSync(name, { ...data, locale, controller }) as string;
   }
 }

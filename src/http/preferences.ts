@@ -7,6 +7,7 @@ import {
   inspectPreferencesLink, leaveList, preferencesOf, requestPreferencesLink, setAffinityCap, setLocale,
 } from '../consent/preferences.js';
 import { eraseSubscriber, exportSubscriber } from '../consent/subscribers.js';
+import { consentReceipt, receiptDeps, receiptFile } from '../consent/receipt.js';
 import type { Deps } from '../deps.js';
 import { AFFINITY_LEVELS, isOpenSubscription } from '../domain.js';
 import { DomainError } from '../errors.js';
@@ -92,6 +93,13 @@ export function preferencesApp(deps: Deps, pages: Pages): Hono<AppEnv> {
       'content-type': 'application/json; charset=utf-8',
       'content-disposition': 'attachment; filename="my-data.json"',
     });
+  });
+
+  app.post('/preferences/:token/receipt', async (c) => {
+    const who = await holder(c);
+    if (who instanceof Response) return who;
+    const file = receiptFile(await consentReceipt(receiptDeps(deps), who.id));
+    return c.body(file.body, 200, { 'content-type': 'application/json; charset=utf-8', 'content-disposition': `attachment; filename="${file.filename}"` });
   });
 
   app.post('/preferences/:token/erase', async (c) => {

@@ -5,11 +5,13 @@ import { cors } from 'hono/cors';
 import { z } from 'zod';
 import { cleanName, normaliseEmail } from '../consent/address.js';
 import { type ConfirmLinkState, confirmSubscription, inspectConfirmLink } from '../consent/confirm.js';
+import { consentReceipt, receiptDeps, receiptFile } from '../consent/receipt.js';
 import { signup } from '../consent/signup.js';
 import { inspectUnsubscribe, unsubscribe, type UnsubscribeTarget } from '../consent/unsubscribe.js';
 import type { Deps } from '../deps.js';
 import { DomainError } from '../errors.js';
 import { chooseLocale, localeFromAcceptLanguage, matchLocale, TEMPLATES_DIR } from '../i18n.js';
+import { receiptUrl } from '../links/urls.js';
 import { requestContext } from './client.js';
 import type { AppEnv } from './env.js';
 import { isStorableText, limitBody, limitPerIp, NOT_STORABLE, tokenPage } from './guards.js';
@@ -138,7 +140,11 @@ export function publicApp(deps: Deps, pages: Pages): Hono<AppEnv> {
         return c.html(pages.render('confirm', locale, { list_name: state.list.name, consent_text: state.consentText }));
       case 'confirmed':
       case 'already_confirmed':
-        return c.html(pages.render('confirmed', locale, { list_name: state.list.name, already: state.kind === 'already_confirmed' }));
+        // The click that just confirmed gets a link to the person's receipt, their own copy of the proof.
+        return c.html(pages.render('confirmed', locale, {
+          list_name: state.list.name, already: state.kind === 'already_confirmed',
+          receipt_url: state.kind === 'confirmed' ? receiptUrl(deps, state.subscriberId) : undefined,
+        }));
       default: {
         // Only the list a genuine link named: a choice of every list would show anyone who
         // types a garbled link each list's slug and name, internal ones too. Without one, the
@@ -150,6 +156,18 @@ export function publicApp(deps: Deps, pages: Pages): Hono<AppEnv> {
       }
     }
   };
+
+  // The "confirmed" page's download: the person's own copy of the proof. GET, since it changes nothing.
+  app.use('/receipt/*', tokenPage);
+  app.get('/receipt/:token', async (c) => {
+    const check = deps.signer.verifyReceipt(c.req.param('token'), deps.clock());
+    if (!check.ok) {
+      const reason = check.reason === 'expired' ? 'expired' : 'invalid';
+      return c.html(pages.render('manage', pageLocale(c), { reason }), reason === 'expired' ? 410 : 400);
+    }
+    const file = receiptFile(await consentReceipt(receiptDeps(deps), check.claims.subscriberId));
+    return c.body(file.body, 200, { 'content-type': 'application/json; charset=utf-8', 'content-disposition': `attachment; filename="${file.filename}"` });
+  });
 
   app.get('/confirm/:token', async (c) => renderLinkState(c, await inspectConfirmLink(deps, c.req.param('token'))));
   app.post('/confirm/:token', async (c) => {

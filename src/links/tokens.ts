@@ -5,9 +5,9 @@
 // token that proved a click, as evidence.
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 
-export type TokenPurpose = 'confirm' | 'unsubscribe' | 'preferences';
+export type TokenPurpose = 'confirm' | 'unsubscribe' | 'preferences' | 'receipt';
 
-const PURPOSE_CODE: Record<TokenPurpose, string> = { confirm: 'c', unsubscribe: 'u', preferences: 'p' };
+const PURPOSE_CODE: Record<TokenPurpose, string> = { confirm: 'c', unsubscribe: 'u', preferences: 'p', receipt: 'r' };
 
 export interface ConfirmClaims {
   purpose: 'confirm';
@@ -29,6 +29,8 @@ export type TokenCheck =
 export const CONFIRM_TTL_MS = 7 * 24 * 3600 * 1000;
 /** Preferences links in mails keep working this long; "Lost your mail?" sends a fresh one. */
 export const PREFERENCES_TTL_MS = 180 * 24 * 3600 * 1000;
+/** The "confirmed" page's receipt link; later, the preferences page offers the receipt too. */
+export const RECEIPT_LINK_TTL_MS = 30 * 24 * 3600 * 1000;
 
 /** One-click unsubscribe: for one subscriber and list, and it never expires (RFC 8058 §3.2 asks for a URL that keeps working). */
 export interface UnsubscribeClaims {
@@ -101,12 +103,29 @@ export class TokenSigner {
   }
 
   signPreferences(claims: PreferencesClaims): string {
-    return this.sign([PURPOSE_CODE.preferences, claims.subscriberId, String(claims.expiresAt)].join('.'));
+    return this.signForSubscriber('preferences', claims);
   }
 
   verifyPreferences(token: string, now: number): PreferencesCheck {
-    const [purpose, subscriberId, expiry, ...rest] = this.verify(token)?.split('.') ?? [];
-    if (purpose !== PURPOSE_CODE.preferences || rest.length > 0 || !subscriberId || !UUID.test(subscriberId) || !expiry || !TIME.test(expiry)) {
+    return this.verifyForSubscriber('preferences', token, now);
+  }
+
+  /** A link to the person's consent receipt only (the "confirmed" page's download): reads, changes nothing. */
+  signReceipt(claims: PreferencesClaims): string {
+    return this.signForSubscriber('receipt', claims);
+  }
+
+  verifyReceipt(token: string, now: number): PreferencesCheck {
+    return this.verifyForSubscriber('receipt', token, now);
+  }
+
+  private signForSubscriber(purpose: 'preferences' | 'receipt', claims: PreferencesClaims): string {
+    return this.sign([PURPOSE_CODE[purpose], claims.subscriberId, String(claims.expiresAt)].join('.'));
+  }
+
+  private verifyForSubscriber(purpose: 'preferences' | 'receipt', token: string, now: number): PreferencesCheck {
+    const [code, subscriberId, expiry, ...rest] = this.verify(token)?.split('.') ?? [];
+    if (code !== PURPOSE_CODE[purpose] || rest.length > 0 || !subscriberId || !UUID.test(subscriberId) || !expiry || !TIME.test(expiry)) {
       return { ok: false, reason: 'invalid' };
     }
     const claims = { subscriberId, expiresAt: Number(expiry) };

@@ -1,7 +1,7 @@
 // The links we put in mails, each carrying a signed token (tokens.ts) under PUBLIC_URL. Both
 // consent/ and campaigns/ mint them, so they live here, below both.
 import type { Deps } from '../deps.js';
-import { CONFIRM_TTL_MS, PREFERENCES_TTL_MS } from './tokens.js';
+import { CONFIRM_TTL_MS, PREFERENCES_TTL_MS, RECEIPT_LINK_TTL_MS } from './tokens.js';
 
 type LinkDeps = Pick<Deps, 'config' | 'signer' | 'clock'>;
 
@@ -24,6 +24,11 @@ export function confirmLink(deps: Pick<LinkDeps, 'config' | 'signer'>, claims: {
 export function preferencesUrl(deps: LinkDeps, subscriberId: string): string {
   const token = deps.signer.signPreferences({ subscriberId, expiresAt: deps.clock() + PREFERENCES_TTL_MS });
   return `${deps.config.publicUrl}/preferences/${token}`;
+}
+
+/** Where the person downloads their consent receipt (the "confirmed" page links it). */
+export function receiptUrl(deps: LinkDeps, subscriberId: string): string {
+  return `${deps.config.publicUrl}/receipt/${deps.signer.signReceipt({ subscriberId, expiresAt: deps.clock() + RECEIPT_LINK_TTL_MS })}`;
 }
 
 /** The links of one campaign mail: one-click unsubscribe from its list, and the person's preferences. */

@@ -47,6 +47,7 @@ export class ConsentLog {
 
   /** RFC 9162 §2.1.3.1 audit path of leaf `index` in the tree of `size`; 400 for anything else. */
   async inclusionProof(query: { index?: string; size?: string }): Promise<Buffer[]> {
+    await this.refuseIfHalted();
     const index = parseCount('index', query.index);
     const size = parseCount('size', query.size);
     const tree = await this.treeSize();
@@ -62,12 +63,19 @@ export class ConsentLog {
 
   /** RFC 9162 §2.1.4.1 proof that the tree of `to` extends the one of `from`; 400 for anything else. */
   async consistencyProof(query: { from?: string; to?: string }): Promise<Buffer[]> {
+    await this.refuseIfHalted();
     const from = parseCount('from', query.from);
     const to = parseCount('to', query.to);
     const tree = await this.treeSize();
     if (to > tree) throw new DomainError('invalid_input', `the log holds ${tree} leaves`, { to: 'past the tree' });
     if (from > to) throw new DomainError('invalid_input', 'from must not be past to', { from: 'past to' });
     return consistencyProof(from, to, tileNodeReader((keys) => store.readTiles(this.db, keys)));
+  }
+
+  /** A halted log's tiles may be what an operator rewrote: it proves nothing until a person resolves it. */
+  private async refuseIfHalted(): Promise<void> {
+    const halted = await this.halted();
+    if (halted) throw new DomainError('log_halted', `the consent log stopped signing at ${halted.at.toISOString()}: ${halted.reason}`);
   }
 
   /** Why the log stopped signing, if it did. */

@@ -25,7 +25,11 @@ export function loadOrCreateDevLogKey(dataDir: string, origin: string): SignerKe
   const file = path.join(dataDir, 'consent-log-key');
   if (!existsSync(file)) {
     mkdirSync(dataDir, { recursive: true });
-    writeFileSync(file, `${randomBytes(32).toString('base64')}\n`, { mode: 0o600, flag: 'wx' });
+    try {
+      writeFileSync(file, `${randomBytes(32).toString('base64')}\n`, { mode: 0o600, flag: 'wx' });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error; // another process on this DATA_DIR made it first
+    }
   }
   const key = parseConsentLogKey(readFileSync(file, 'utf8'), origin);
   if (key instanceof Error) throw new Error(`${file}: ${key.message}`);

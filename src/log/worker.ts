@@ -5,7 +5,7 @@ import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import type { Database } from '../db/database.js';
 import { LoopingWorker, WorkerLoop } from '../workers/loop.js';
-import { ConsentLogSequencer, type SequencerOptions, type SequencerRound } from './sequencer.js';
+import { ConsentLogSequencer, DEFAULT_SEQUENCER_OPTIONS, type SequencerOptions, type SequencerRound } from './sequencer.js';
 import * as store from './store.js';
 import { requestTimeStamp } from './tsa.js';
 
@@ -16,6 +16,12 @@ export interface ConsentLogWorkerOptions extends SequencerOptions {
   /** After a time-stamping authority failed, wait this long before asking again. */
   tsaRetryMs: number;
 }
+
+export const DEFAULT_CONSENT_LOG_OPTIONS = {
+  ...DEFAULT_SEQUENCER_OPTIONS,
+  pollMs: 1_000,
+  tsaRetryMs: 60_000,
+} satisfies Partial<ConsentLogWorkerOptions>;
 
 export interface ConsentLogMetrics {
   halted: { set(value: number): void };

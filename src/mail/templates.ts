@@ -45,6 +45,13 @@ const URL_STAND_IN = '\uFDD1';
 /** Converted confirmation texts kept; a signup burst to one list needs a few dozen. */
 const CONFIRMATION_TEXTS = 500;
 
+/** Who holds the data, named in the confirmation mail (GDPR Art. 13): CONTROLLER_NAME, CONTROLLER_CONTACT, PRIVACY_URL. */
+export interface MailController {
+  name: string | undefined;
+  contact: string | undefined;
+  privacyUrl: string | undefined;
+}
+
 export class MailTemplates {
   private readonly confirmationTexts = new Map<string, string>();
 
@@ -53,14 +60,16 @@ export class MailTemplates {
     private readonly confirmation: Template[],
     private readonly preferences: Template[],
     private readonly liquid: Liquid,
+    private readonly controller: MailController | undefined,
   ) {}
 
-  static async load(catalogues: Catalogues, dir = `${TEMPLATES_DIR}mail/`): Promise<MailTemplates> {
+  static async load(catalogues: Catalogues, options: { controller?: MailController; dir?: string } = {}): Promise<MailTemplates> {
+    const dir = options.dir ?? `${TEMPLATES_DIR}mail/`;
     // Every value handed to these templates is escaped before it goes in (see render), so
     // Liquid's own escaping stays off here.
     const liquid = new Liquid({ strictVariables: true, strictFilters: true });
     const compile = async (name: string) => liquid.parse(await compileMjml(await readFile(`${dir}${name}.mjml`, 'utf8')));
-    return new MailTemplates(catalogues, await compile('confirmation'), await compile('preferences'), liquid);
+    return new MailTemplates(catalogues, await compile('confirmation'), await compile('preferences'), liquid, options.controller);
   }
 
   /** The mail that answers "Lost your mail?": a fresh link to the preferences page. */
@@ -87,6 +96,7 @@ export class MailTemplates {
     const m = Object.fromEntries(['subject', 'preview', 'heading', 'intro', 'agree', 'button', 'link_hint', 'expiry', 'ignore']
       .map((key) => [key, message(key)]));
     m.consent = escapeHtml(input.consentText).replace(/\r?\n/g, '<br />');
+    m.controller = this.controllerLine(input.locale);
     return this.liquid.renderSync(this.confirmation, {
       locale: input.locale,
       m,
@@ -119,6 +129,17 @@ export class MailTemplates {
     // Replaced by functions: a string replacement would read `$&` in an address as a pattern.
     return text.replaceAll(EMAIL_STAND_IN.repeat(email.length), () => email)
       .replaceAll(URL_STAND_IN.repeat(confirmUrl.length), () => confirmUrl);
+  }
+
+  /** "Your data is held by … Privacy questions: … Privacy notice: …", in the mail's language; empty when none is configured. */
+  private controllerLine(locale: Locale): string {
+    const c = this.controller;
+    if (!c) return '';
+    return [
+      c.name && formatMessage(this.text(locale, 'controller.held_by'), { name: c.name }),
+      c.contact && formatMessage(this.text(locale, 'controller.contact'), { contact: c.contact }),
+      c.privacyUrl && `${escapeHtml(this.text(locale, 'controller.privacy'))}: ${escapeHtml(c.privacyUrl)}`,
+    ].filter(Boolean).join('<br />');
   }
 
   /** A catalogue message, in English where the locale lacks it (a test finds every such gap). */

@@ -13,7 +13,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { freePort } from '../../src/db/embedded.js';
 import { childLogFd } from '../helpers/logs.js';
-import { API_KEY, TEST_SECRET } from '../helpers/secrets.js';
+import { API_KEY, TEST_LOG_KEY, TEST_SECRET } from '../helpers/secrets.js';
 import { SmtpSink } from '../helpers/smtp.js';
 import { until } from '../helpers/wait.js';
 
@@ -60,7 +60,7 @@ async function startContainer(role: string, args: string[] = []): Promise<Contai
   const port = await freePort();
   const env = {
     NODE_ENV: 'production', DATABASE_URL: databaseUrl, SMTP_URL: smtp.url, PUBLIC_URL: 'https://assent.test',
-    TOKEN_SECRETS: TEST_SECRET, ASSENT_API_KEY: API_KEY, MAIL_FROM: 'News <news@assent.test>',
+    TOKEN_SECRETS: TEST_SECRET, ASSENT_API_KEY: API_KEY, CONSENT_LOG_KEY: TEST_LOG_KEY, MAIL_FROM: 'News <news@assent.test>',
     HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'debug',
   };
   started.push(name);
@@ -159,7 +159,7 @@ describe('the image in a real engine', () => {
     expect(await docker('run', '--rm', '--network', 'host', '--entrypoint', 'id', image!, '-un')).toBe('node');
   });
 
-  it('refuses to start in production without its four settings, one line each, exit code 2', async () => {
+  it('refuses to start in production without its five settings, one line each, exit code 2', async () => {
     const refused = await run('docker', ['run', '--rm', '--network', 'host', image!], { timeout: 60_000 })
       .then(() => ({ code: 0, stderr: '' }), (error: { code: number; stderr: string }) => error);
     expect(refused.code).toBe(2);
@@ -168,6 +168,7 @@ describe('the image in a real engine', () => {
       expect.stringMatching(/^assent: SMTP_URL is required in production/),
       expect.stringMatching(/^assent: PUBLIC_URL is required in production/),
       expect.stringMatching(/^assent: TOKEN_SECRETS is required in production/),
+      expect.stringMatching(/^assent: CONSENT_LOG_KEY is required in production/),
     ]);
   });
 

@@ -4,6 +4,7 @@ import { type Config, parseConfig } from '../../src/config.js';
 import type { Database } from '../../src/db/database.js';
 import type { Deps } from '../../src/deps.js';
 import { createApp } from '../../src/http/app.js';
+import { ConsentLogWorker, DEFAULT_CONSENT_LOG_OPTIONS } from '../../src/log/worker.js';
 import { buildDeps } from '../../src/main.js';
 import { smtpSender } from '../../src/mail/transport.js';
 import { CampaignWorker } from '../../src/workers/campaign.js';
@@ -11,7 +12,7 @@ import { OutboxWorker, type OutboxWorkerOptions } from '../../src/workers/outbox
 import { testLogger } from './logs.js';
 
 export { API_KEY, TEST_SECRET } from './secrets.js';
-import { API_KEY, TEST_SECRET } from './secrets.js';
+import { API_KEY, TEST_LOG_KEY, TEST_SECRET } from './secrets.js';
 
 export class FakeClock {
   constructor(public now = Date.parse('2026-01-15T10:00:00Z')) {}
@@ -31,6 +32,7 @@ export function testConfig(env: Record<string, string> = {}): Config {
     TRUST_PROXY: '1',
     MAIL_FROM: 'News <news@assent.test>',
     LOG_LEVEL: 'silent',
+    CONSENT_LOG_KEY: TEST_LOG_KEY,
     ...env,
   });
   if (!result.ok) throw new Error(result.problems.join('\n'));
@@ -43,6 +45,8 @@ export interface TestService {
   app: ReturnType<typeof createApp>;
   worker: OutboxWorker;
   campaignWorker: CampaignWorker;
+  /** The consent log's sequencer, driven by the test: runOnce({ forceCheckpoint: true }) signs at once. */
+  consentLogWorker: ConsentLogWorker;
   /** JSON request to the API with the test key. */
   api(method: string, path: string, body?: unknown): Promise<Response>;
   close(): void;
@@ -58,12 +62,17 @@ export async function createTestService(db: Database, options: {
   const sender = smtpSender(options.smtpUrl ?? 'smtp://127.0.0.1:9', { maxConnections: 2, dkim: config.dkim });
   const worker = new OutboxWorker({ ...deps, sender }, { retryBaseMs: 0, pollMs: 50, ...options.worker });
   const campaignWorker = new CampaignWorker({ ...deps, sender }, { retryBaseMs: 0, pollMs: 50 });
+  const consentLogWorker = new ConsentLogWorker({
+    db, log: deps.log, clock: clock.read,
+    metrics: { halted: deps.metrics.consentLogHalted, checkpoints: deps.metrics.consentLogCheckpoints, leaves: deps.metrics.consentLogLeaves },
+  }, { ...DEFAULT_CONSENT_LOG_OPTIONS, origin: config.consentLog.origin, signer: config.consentLog.key!, tsaUrl: config.consentLog.tsaUrl, pollMs: 50 });
   return {
     deps,
     clock,
     app,
     worker,
     campaignWorker,
+    consentLogWorker,
     api: (method, path, body) => Promise.resolve(app.request(path, {
       method,
       headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' },

@@ -111,7 +111,7 @@ beforeAll(async () => {
   child = spawn(process.execPath, ['bin/assent.js'], {
     env: {
       ...process.env, NODE_ENV: 'production', HOST: '127.0.0.1', PORT: String(port), DATABASE_URL: tdb.url,
-      SMTP_URL: `smtp://127.0.0.1:${sink.port}`, PUBLIC_URL: 'https://assent.test', TOKEN_SECRETS: SECRET,
+      SMTP_URL: `smtp://127.0.0.1:${sink.port}`, PUBLIC_URL: 'https://assent.test', TOKEN_SECRETS: SECRET, CONSENT_LOG_KEY: Buffer.alloc(32, 3).toString('base64'),
       ASSENT_API_KEY: KEY, MAIL_FROM: 'News <news@assent.test>', SEND_RATE: String(SEND_RATE), TRUST_PROXY: '1', LOG_LEVEL: 'info',
       METRICS_TOKEN,
     },

@@ -9,6 +9,7 @@ import { clientIp } from '../client.js';
 import { limitBody } from '../guards.js';
 import { RateLimiter } from '../rate-limit.js';
 import { campaignsApp } from './campaigns.js';
+import { consentApp } from './consent.js';
 import { renderApiDocs } from './docs.js';
 import { type ApiEnv, apiRoutes } from './env.js';
 import { idempotency } from './idempotency.js';
@@ -76,6 +77,7 @@ export function apiApp(deps: Deps): OpenAPIHono<ApiEnv> {
   // One sub-app per resource; each brings its paths and schemas into this app's OpenAPI document.
   app.route('/v1/lists', listsApp(deps));
   app.route('/v1/subscribers', subscribersApp(deps));
+  app.route('/v1/subscribers', consentApp(deps));
   app.route('/v1/campaigns', campaignsApp(deps));
 
   const info = { title: 'assent', version: '1', description: 'Double-opt-in subscriptions with proof of consent' };

@@ -48,6 +48,7 @@ const ConsentEventSchema = z.object({
   list: z.string().nullable(),
   occurred_at: z.string(),
   hash: z.string(),
+  log_index: z.number().int().nullable().openapi({ description: 'the event\'s leaf in the consent log; null until the sequencer gave it one' }),
   evidence: z.record(z.string(), z.unknown()).nullable().openapi({ description: 'null once erased' }),
   verified: z.boolean(),
 });
