@@ -1,11 +1,8 @@
-import { readdirSync } from 'node:fs';
-import { pathToFileURL } from 'node:url';
 import fc from 'fast-check';
-import { type Migration, Migrator } from 'kysely';
+import { Migrator } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cleanName, normaliseEmail } from '../src/consent/address.js';
-import { MIGRATIONS_DIR } from '../src/db/migrate.js';
-import { createTestDatabase, type TestDatabase } from './helpers/db.js';
+import { createTestDatabase, migrationFiles, type TestDatabase } from './helpers/db.js';
 
 describe('normaliseEmail', () => {
   it.each([
@@ -86,10 +83,3 @@ describe('mailbox keys (migration 0004)', () => {
     expect((await tdb.query(`select count(*)::int as n from subscribers where mailbox_key is not null`)).rows[0].n).toBe(1);
   });
 });
-
-/** Every migration file, as the service's migrator reads them. */
-async function migrationFiles(): Promise<Record<string, Migration>> {
-  const files = readdirSync(MIGRATIONS_DIR).filter((file) => /^\d{4}_\w+\.ts$/.test(file)).sort();
-  return Object.fromEntries(await Promise.all(files.map(async (file) =>
-    [file.replace(/\.ts$/, ''), await import(pathToFileURL(`${MIGRATIONS_DIR}${file}`).href) as Migration])));
-}

@@ -14,16 +14,17 @@ describe('configuration', () => {
     expect(Object.isFrozen(result.config)).toBe(true);
   });
 
-  it('refuses production without its four variables, one clear line each', () => {
+  it('refuses production without its five variables, one clear line each', () => {
     const result = parseConfig({ NODE_ENV: 'production' });
     expect(result).toEqual({ ok: false, problems: [
       expect.stringMatching(/^DATABASE_URL is required/),
       expect.stringMatching(/^SMTP_URL is required/),
       expect.stringMatching(/^PUBLIC_URL is required/),
       expect.stringMatching(/^TOKEN_SECRETS is required/),
+      expect.stringMatching(/^CONSENT_LOG_KEY is required/),
     ] });
     const http = parseConfig({ NODE_ENV: 'production', DATABASE_URL: 'postgres://db/x', SMTP_URL: 'smtp://relay:25',
-      PUBLIC_URL: 'http://insecure.example', TOKEN_SECRETS: 'x'.repeat(32) });
+      PUBLIC_URL: 'http://insecure.example', TOKEN_SECRETS: 'x'.repeat(32), CONSENT_LOG_KEY: Buffer.alloc(32, 7).toString('base64') });
     expect(http).toEqual({ ok: false, problems: ['PUBLIC_URL must be https:// in production'] });
   });
 

@@ -2,13 +2,14 @@
 // checkpoints are signed, and each way an operator with full rights (triggers off) could
 // rewrite history makes the sequencer refuse to sign again.
 import { randomBytes } from 'node:crypto';
+import { Migrator } from 'kysely';
 import pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { leafHash, TreeBuilder } from '../src/log/merkle.js';
 import { openNote, parseCheckpoint, signerFromSeed } from '../src/log/note.js';
 import { ConsentLogSequencer, DEFAULT_SEQUENCER_OPTIONS } from '../src/log/sequencer.js';
 import { verifyLog } from '../src/log/verify.js';
-import { createTestDatabase, type TestDatabase } from './helpers/db.js';
+import { createTestDatabase, migrationFiles, type TestDatabase } from './helpers/db.js';
 import { testLogger } from './helpers/logs.js';
 import { testConfig } from './helpers/service.js';
 
@@ -51,6 +52,30 @@ async function recomputedRoot(size: number): Promise<Buffer> {
 
 /** SQL as an operator with full rights runs it: triggers and foreign keys off. */
 const asOperator = (statements: string) => tdb.query(`begin; set local session_replication_role = replica; ${statements}; commit;`);
+
+describe('a database that held events before the log existed', () => {
+  it('has them appended by the migration, in id order, and signed in the first checkpoint', async () => {
+    const migrator = new Migrator({ db: tdb.db, provider: { getMigrations: migrationFiles } });
+    expect((await migrator.migrateTo('0005_create_preferences_link_requests')).error).toBeUndefined();
+    // Events as the old code wrote them: no txid column yet.
+    const { rows } = await tdb.query<{ id: string }>(`insert into subscribers (email) values ('early@example.org'), ('earlier@example.org') returning id`);
+    for (const [i, { id }] of rows.entries()) {
+      for (const kind of ['requested', 'confirmed']) {
+        await tdb.query(`insert into consent_events (subscriber_id, list_id, kind, occurred_at, evidence_hash, hash) values ($1, null, $2, now(), $3, $3)`,
+          [id, kind, Buffer.alloc(32, i * 2 + (kind === 'confirmed' ? 1 : 0))]);
+      }
+    }
+    expect((await migrator.migrateToLatest()).error).toBeUndefined();
+    const entries = await tdb.query('select log_index::int as i, event_id from consent_log_entries order by log_index');
+    const events = await tdb.query('select id from consent_events order by id');
+    expect(entries.rows.map((r) => r.event_id)).toEqual(events.rows.map((r) => r.id));
+    expect(entries.rows.map((r) => r.i)).toEqual([0, 1, 2, 3]);
+    await seedEvents(1); // and what is written after the migration follows them
+    const round = await sequencer().runOnce(Date.now(), { forceCheckpoint: true });
+    expect(round).toMatchObject({ appended: 6, signed: { size: 6 } });
+    expect(parseCheckpoint(openNote(round.signed!.note, [signer]).text).root.equals(await recomputedRoot(6))).toBe(true);
+  });
+});
 
 describe('sequencing and checkpoints', () => {
   it('gives every committed event a leaf in order and signs a checkpoint of the tree they make', async () => {

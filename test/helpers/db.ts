@@ -1,7 +1,11 @@
 import { randomBytes } from 'node:crypto';
+import { readdirSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
+import type { Migration } from 'kysely';
 import pg from 'pg';
 import { inject } from 'vitest';
 import { createDatabase, type Database } from '../../src/db/database.js';
+import { MIGRATIONS_DIR } from '../../src/db/migrate.js';
 
 export interface TestDatabase {
   db: Database;
@@ -40,4 +44,11 @@ export async function createTestDatabase(): Promise<TestDatabase> {
       await c.end();
     },
   };
+}
+
+/** Every migration file, as the service's migrator reads them: for tests that migrate to a past version. */
+export async function migrationFiles(): Promise<Record<string, Migration>> {
+  const files = readdirSync(MIGRATIONS_DIR).filter((file) => /^\d{4}_\w+\.ts$/.test(file)).sort();
+  return Object.fromEntries(await Promise.all(files.map(async (file) =>
+    [file.replace(/\.ts$/, ''), await import(pathToFileURL(`${MIGRATIONS_DIR}${file}`).href) as Migration])));
 }
