@@ -20,6 +20,8 @@ export interface OutgoingMail {
   html: string;
   text: string;
   messageId: string;
+  /** The envelope sender (MAIL FROM, the Return-Path), when it is not From's address: a VERP address. */
+  envelopeFrom?: string | undefined;
   headers?: Record<string, string>;
   /** List-* headers (RFC 2369, RFC 2919), as nodemailer's `list` option takes them. */
   list?: Record<string, { url: string; comment?: string }>;
@@ -97,5 +99,5 @@ export function buildMessage(mail: OutgoingMail): BuiltMessage {
     + `${boundary}\r\n${PART_HEADERS.html}\r\n\r\n${quotedPrintable(mail.html)}\r\n`
     + `${boundary}--\r\n`;
   const envelope = root.getEnvelope();
-  return { raw, envelope: { from: envelope.from || '', to: envelope.to } };
+  return { raw, envelope: { from: mail.envelopeFrom ?? (envelope.from || ''), to: envelope.to } };
 }
