@@ -1,5 +1,6 @@
 // Subscribers as marketers and the people themselves see them: finding, the proof of
 // consent, affinity, export and erasure.
+import { scrubReportsAbout } from './report-store.js';
 import { allowLongStatements } from '../db/database.js';
 import type { Deps } from '../deps.js';
 import { type AffinityLevel, type SubscriptionStatus, UUID } from '../domain.js';
@@ -164,6 +165,7 @@ export async function eraseSubscriber(deps: Db, id: string, requestedBy: { by: '
     await subscribers.deleteEvidenceOf(trx, id);
     await subscribers.deleteAffinityEventsOf(trx, id);
     await subscribers.scrubMailsTo(trx, id);
+    await scrubReportsAbout(trx, id);
     await subscribers.closeSubscriptionsOf(trx, id);
     await subscribers.deleteIdempotentAnswersAbout(trx, subscriber);
     await subscribers.blankSubscriber(trx, id);

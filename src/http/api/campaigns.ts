@@ -4,7 +4,7 @@ import { changeCampaignStatus, createCampaign, getCampaign, listCampaigns, previ
 import { sendCampaign } from '../../campaigns/campaigns.js';
 import { MAX_MJML_CHARS } from '../../campaigns/templates.js';
 import type { Deps } from '../../deps.js';
-import { AFFINITY_LEVELS, CAMPAIGN_STATUSES, MESSAGE_STATUSES } from '../../domain.js';
+import { AFFINITY_LEVELS, CAMPAIGN_REPORT_COUNTS, CAMPAIGN_STATUSES, MESSAGE_STATUSES } from '../../domain.js';
 import { type ApiEnv, apiRoutes } from './env.js';
 import { conflict, countsSchema, ErrorSchema, errors, idempotencyReused, json, notFound, plain, security, text } from './schemas.js';
 
@@ -20,7 +20,8 @@ const CampaignSchema = z.object({
   created_at: z.string(),
   sending_at: z.string().nullable(),
   finished_at: z.string().nullable(),
-  counts: countsSchema(MESSAGE_STATUSES),
+  paused_reason: z.string().nullable().openapi({ description: 'why the campaign paused itself (complaint or bounce rate); null otherwise' }),
+  counts: countsSchema([...MESSAGE_STATUSES, ...CAMPAIGN_REPORT_COUNTS]),
 }).openapi('Campaign');
 
 const CreateBody = z.object({
