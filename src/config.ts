@@ -57,6 +57,8 @@ export interface Config {
     readonly bounceAddress: string | undefined;
     /** The SMTP listener for reports, in the worker role and `assent inbound`; undefined: none. */
     readonly smtpPort: number | undefined;
+    /** Where it listens; HOST unless INBOUND_SMTP_HOST says otherwise (an MX faces the internet). */
+    readonly smtpHost: string;
     readonly sesTopicArns: readonly string[];
     readonly postmarkWebhookToken: string | undefined;
     readonly sendgridWebhookKey: string | undefined;
@@ -133,6 +135,7 @@ const envSchema = z.object({
   PRIVACY_URL: z.url({ protocol: /^https?$/ }).optional(),
   BOUNCE_ADDRESS: z.email('must be an address such as bounces@mail.example.org').optional(),
   INBOUND_SMTP_PORT: z.coerce.number().int().min(0).max(65535).optional(),
+  INBOUND_SMTP_HOST: z.string().min(1).optional(),
   SES_TOPIC_ARNS: z.string().optional(),
   POSTMARK_WEBHOOK_TOKEN: z.string().min(16, 'at least 16 characters').optional(),
   SENDGRID_WEBHOOK_KEY: z.string().min(1).optional(),
@@ -220,6 +223,7 @@ export function parseConfig(env: Record<string, string | undefined>): ConfigResu
     inbound: {
       bounceAddress: e.BOUNCE_ADDRESS,
       smtpPort: e.INBOUND_SMTP_PORT,
+      smtpHost: e.INBOUND_SMTP_HOST ?? e.HOST,
       sesTopicArns: list(e.SES_TOPIC_ARNS),
       postmarkWebhookToken: e.POSTMARK_WEBHOOK_TOKEN,
       sendgridWebhookKey: e.SENDGRID_WEBHOOK_KEY,

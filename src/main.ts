@@ -22,12 +22,15 @@ import { MailTemplates } from './mail/templates.js';
 import { folderSender, type MailSender, smtpSender } from './mail/transport.js';
 import { createMetrics, registerQueueGauges } from './metrics.js';
 import { loadOrCreateDevSecret } from './secrets.js';
+import { clearOldRawReports } from './consent/reports.js';
 import { CampaignWorker } from './workers/campaign.js';
+import { InboundSmtpListener } from './workers/inbound-smtp.js';
 import { countQueuedMessages } from './workers/message-store.js';
 import { OutboxWorker } from './workers/outbox.js';
 import { countQueuedMails } from './workers/outbox-store.js';
 
-export type Role = 'serve' | 'worker';
+/** serve: HTTP; worker: the mail workers (and the inbound SMTP listener when INBOUND_SMTP_PORT is set); inbound: that listener alone. */
+export type Role = 'serve' | 'worker' | 'inbound';
 
 /** Reads the environment or exits with one line per problem. */
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
@@ -113,6 +116,8 @@ export async function buildDeps(config: Config, log: Logger, db: Database, wake:
 
 export interface Service {
   deps: Deps;
+  /** The port of the inbound SMTP listener, when it runs. */
+  inboundSmtpPort: number | undefined;
   server: ServerType;
   /** The listener on METRICS_PORT, when set. */
   metricsServer: ServerType | undefined;
@@ -187,9 +192,15 @@ export async function startService(config: Config, roles: readonly Role[], log =
     campaignWorker.start();
     log.info({ workers: [worker.id, campaignWorker.id], transport: config.smtpUrl ? 'smtp' : path.join(config.dataDir, 'outbox') }, 'mail workers started');
   }
+  const inbound = await startInbound(deps, roles).catch(async (error: unknown) => {
+    await Promise.all([worker?.stop(), campaignWorker?.stop(), consentLogWorker.stop()]);
+    sender?.close();
+    await database.close();
+    throw error;
+  });
   // Workers finish or give back what they hold, then the SMTP pool and the database close.
   const stopBehindServer = async () => {
-    await Promise.all([worker?.stop(), campaignWorker?.stop(), consentLogWorker.stop()]);
+    await Promise.all([worker?.stop(), campaignWorker?.stop(), consentLogWorker.stop(), inbound?.stop()]);
     if (sender) log.info('mail workers stopped');
     sender?.close();
     await database.close();
@@ -200,6 +211,7 @@ export async function startService(config: Config, roles: readonly Role[], log =
   });
   return {
     deps,
+    inboundSmtpPort: inbound?.port,
     server,
     metricsServer,
     async stop() {
@@ -207,6 +219,29 @@ export async function startService(config: Config, roles: readonly Role[], log =
       await stopBehindServer();
     },
   };
+}
+
+const HOUR_MS = 3_600_000;
+
+/**
+ * The inbound SMTP listener (worker role with INBOUND_SMTP_PORT, or the inbound role), and
+ * the hourly clearing of raw reports past their 30 days, which any such process does.
+ */
+async function startInbound(deps: Deps, roles: readonly Role[]): Promise<{ port: number; stop(): Promise<void> } | undefined> {
+  const { config, log } = deps;
+  if (roles.includes('inbound') && config.inbound.smtpPort === undefined) {
+    throw new Error('assent inbound needs INBOUND_SMTP_PORT: the port to take bounces and complaints on');
+  }
+  if (config.inbound.smtpPort === undefined || !(roles.includes('worker') || roles.includes('inbound'))) return undefined;
+  const listener = new InboundSmtpListener(deps);
+  const port = await listener.start(config.inbound.smtpPort, config.inbound.smtpHost);
+  const clear = () => clearOldRawReports(deps).then(
+    (cleared) => cleared > 0 && log.info({ cleared }, 'raw reports past 30 days cleared'),
+    (error: unknown) => log.warn({ err: error }, 'could not clear old raw reports'));
+  void clear();
+  const timer = setInterval(clear, HOUR_MS);
+  timer.unref();
+  return { port, async stop() { clearInterval(timer); await listener.stop(); } };
 }
 
 export async function main(roles: readonly Role[]): Promise<void> {

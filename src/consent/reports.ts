@@ -16,6 +16,7 @@
 import { pauseWhenRatesPassed } from '../campaigns/auto-pause.js';
 import type { Deps } from '../deps.js';
 import type { ReportEffect } from '../domain.js';
+import { DEFAULT_MAX_REPORT_BYTES, parseReportMessage } from '../inbound/report.js';
 import type { InboundReport } from '../inbound/types.js';
 import { resolveVerp } from '../inbound/verp.js';
 import { verpConfig } from '../mail/envelope.js';
@@ -141,4 +142,11 @@ export async function handleReport(deps: ReportDeps, report: InboundReport, raw:
 /** Clears raw reports older than 30 days (the rows, and what they counted, stay). */
 export async function clearOldRawReports(deps: Pick<Deps, 'db'>): Promise<number> {
   return store.clearOldRawReports(deps.db, RAW_REPORT_DAYS);
+}
+
+/** A raw message (SMTP listener, POST /api/v1/inbound): read, then applied like any report. */
+export async function handleRawReport(deps: ReportDeps, raw: Uint8Array, options: { envelopeRecipients?: string[] } = {}): Promise<HandledReport> {
+  const report = await parseReportMessage(raw, { envelopeRecipients: options.envelopeRecipients ?? [] });
+  // What the parser reads is what is kept: a report says what it is in its first megabyte.
+  return handleReport(deps, report, raw.subarray(0, DEFAULT_MAX_REPORT_BYTES));
 }

@@ -1,6 +1,5 @@
 // Subscribers as marketers and the people themselves see them: finding, the proof of
 // consent, affinity, export and erasure.
-import { scrubReportsAbout } from './report-store.js';
 import { allowLongStatements } from '../db/database.js';
 import type { Deps } from '../deps.js';
 import { type AffinityLevel, type SubscriptionStatus, UUID } from '../domain.js';
@@ -9,6 +8,7 @@ import { getList } from '../lists/lists.js';
 import { logIndexes } from '../log/store.js';
 import { addressHash } from './address.js';
 import { appendConsentEvent, chainHead, verifyChain, withoutLinkTokens } from './ledger.js';
+import { scrubReportsAbout } from './report-store.js';
 import * as store from './store.js';
 import * as subscribers from './subscriber-store.js';
 import { WITHDRAWAL_WAIT_MS } from './unsubscribe.js';
