@@ -39,6 +39,10 @@ export async function findSentCampaignMessage(
   return row ? { subscriberId: row.subscriber_id, campaignId: row.campaign_id, listId: row.list_id, outboxId: null } : undefined;
 }
 
+export async function isReportKnown(db: Db, reportId: string): Promise<boolean> {
+  return (await db.selectFrom('inbound_reports').select('report_id').where('report_id', '=', reportId).executeTakeFirst()) !== undefined;
+}
+
 /** Keeps a report the first time it comes; false when it was kept before (handled once). */
 export async function insertReport(trx: Trx, report: Omit<InboundReportsTable, 'received_at' | 'effect'>): Promise<boolean> {
   const row = await trx.insertInto('inbound_reports').values({ ...report, effect: 'none' })

@@ -74,6 +74,9 @@ export async function handleReport(deps: ReportDeps, report: InboundReport, raw:
     return { reportId: report.reportId, kind: report.kind, outcome, effect };
   };
   if (report.kind === 'not_a_report') return done('ignored');
+  // A copy of a report handled before, whichever way it came then (by SMTP with its tag, now
+  // over HTTP without): the insert below is what guarantees once, this only answers early.
+  if (await store.isReportKnown(deps.db, report.reportId)) return done('duplicate');
   const mail = await findMail(deps, report);
   if (!mail) return done('unmatched');
   const arrivedAt = new Date(deps.clock()).toISOString();
