@@ -46,7 +46,7 @@ let baseUrl: string;
 const listener = { port: 0, stop: async () => undefined as void };
 
 /** Each seeded person's campaign mail as the relay got it: where its bounces go, its Message-ID. */
-interface Sent { subscriberId: string; email: string; envelopeFrom: string; messageId: string }
+interface Sent { subscriberId: string; email: string; envelopeFrom: string; messageId: string; headers: Map<string, unknown> }
 const people: Sent[] = [];
 let campaignId: string;
 let nextPerson = 0;
@@ -75,7 +75,7 @@ beforeAll(async () => {
      where m.campaign_id = $1 order by s.email`, [campaignId]);
   for (const row of rows) {
     const mail = mails.find((m) => m.envelopeTo.includes(row.email))!;
-    people.push({ subscriberId: row.subscriber_id, email: row.email, envelopeFrom: mail.envelopeFrom, messageId: row.message_id });
+    people.push({ subscriberId: row.subscriber_id, email: row.email, envelopeFrom: mail.envelopeFrom, messageId: row.message_id, headers: mail.parsed.headers });
   }
 }, 60_000);
 
@@ -132,6 +132,13 @@ describe('the envelope sender names the mail (VERP)', () => {
     for (const sent of people.slice(0, 5)) {
       expect(sent.envelopeFrom).toMatch(/^bounces\+[a-z2-7]{40,55}@assent\.test$/);
       expect(resolveVerp([sent.envelopeFrom], VERP)).toEqual({ kind: 'campaign', campaignId, subscriberId: sent.subscriberId });
+    }
+  });
+
+  it('puts the same tag where Postmark and SendGrid echo it back, their webhooks being configured', () => {
+    for (const sent of people.slice(0, 5)) {
+      expect(sent.headers.get('x-pm-metadata-verp')).toBe(tagOf(sent));
+      expect(JSON.parse(String(sent.headers.get('x-smtpapi')))).toEqual({ unique_args: { verp: tagOf(sent) } });
     }
   });
 
@@ -276,6 +283,12 @@ const ours = (file: string, sent: Sent) => {
   return fixture(file).toString('utf8').replaceAll(entry.recipient, sent.email);
 };
 
+// What Postmark does with a mail's X-PM-Metadata-<name> headers: its webhooks return them as Metadata.<name>.
+const postmarkMetadata = (sent: Sent) => Object.fromEntries([...sent.headers]
+  .filter(([name]) => name.startsWith('x-pm-metadata-')).map(([name, value]) => [name.slice('x-pm-metadata-'.length), String(value)]));
+// What SendGrid does with X-SMTPAPI's unique_args: each becomes a top-level field of the mail's events.
+const sendgridArgs = (sent: Sent) => (JSON.parse(String(sent.headers.get('x-smtpapi'))) as { unique_args: Record<string, string> }).unique_args;
+
 function postmark(body: string, token = POSTMARK_TOKEN) {
   return fetch(`${baseUrl}/hooks/postmark`, {
     method: 'POST', body, headers: { 'content-type': 'application/json', authorization: `Basic ${Buffer.from(`postmark:${token}`).toString('base64')}` },
@@ -305,19 +318,20 @@ const mailgunEvent = (file: string, sent: Sent, id?: string) => {
 };
 
 describe('provider hooks over HTTP', () => {
-  it('Postmark: a hard bounce bounces, a spam complaint complains', async () => {
+  it('Postmark: a hard bounce bounces, a spam complaint complains, matched by the metadata our mail carried', async () => {
     const [a, b] = [person(), person()];
-    const withTag = (file: string, sent: Sent) => ours(file, sent).replace('"customer_id": "12345"', `"verp": "${tagOf(sent)}"`);
+    // Postmark's MessageID is its own, not our Message-ID: only the echoed metadata names the mail.
+    const withTag = (file: string, sent: Sent) => JSON.stringify({ ...JSON.parse(ours(file, sent)), Metadata: postmarkMetadata(sent) });
     expect((await postmark(withTag('postmark-hardbounce.json', a))).status).toBe(200);
-    expect((await postmark(withTag('postmark-spamcomplaint.json', b).replace('"ID": 42', '"ID": 43'))).status).toBe(200);
+    expect((await postmark(withTag('postmark-spamcomplaint.json', b).replace('"ID":42', '"ID":43'))).status).toBe(200);
     expect(await subscriptionStatus(a.subscriberId)).toBe('bounced');
     expect(await subscriptionStatus(b.subscriberId)).toBe('complained');
     expect((await eventsOf(a.subscriberId)).at(-1)!.evidence.report).toMatchObject({ provider: 'postmark', status: '5.1.1' });
   });
 
-  it('SendGrid: a signed batch, each event applied', async () => {
+  it('SendGrid: a signed batch, each event applied, matched by the unique_args our mail carried', async () => {
     const [a, b, c] = [person(), person(), person()];
-    const event = (file: string, sent: Sent) => (JSON.parse(ours(file, sent).replace('"smtp-id"', `"verp":"${tagOf(sent)}","smtp-id"`)) as unknown[])[0];
+    const event = (file: string, sent: Sent) => ({ ...(JSON.parse(ours(file, sent)) as object[])[0], ...sendgridArgs(sent) });
     const body = JSON.stringify([
       event('sendgrid-bounce-5.0.0-docs.json', a), event('sendgrid-spamreport-docs.json', b), event('sendgrid-deferred-docs.json', c),
     ]);
@@ -420,7 +434,7 @@ describe('campaign counts and the automatic pause', () => {
     await t.tdb.query(`update campaign_messages set status = 'sent', sent_at = now(), message_id = '<big-' || subscriber_id || '@assent.test>'
       where campaign_id = $1`, [draft.id]);
     const complain = async (subscriberId: string) => {
-      const sent = { subscriberId, email: `x@example.org`, envelopeFrom: `bounces+${signVerpTag({ kind: 'campaign', campaignId: draft.id, subscriberId }, VERP.keys)}@assent.test`, messageId: '' };
+      const sent = { subscriberId, email: `x@example.org`, envelopeFrom: `bounces+${signVerpTag({ kind: 'campaign', campaignId: draft.id, subscriberId }, VERP.keys)}@assent.test`, messageId: '', headers: new Map() };
       const event = mailgunEvent('mailgun-complained-docs.json', sent, `complaint-${subscriberId}`);
       expect((await mailgun(event)).status).toBe(200);
     };

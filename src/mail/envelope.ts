@@ -1,7 +1,12 @@
-// The envelope sender of each mail (MAIL FROM, which becomes the Return-Path): with
-// BOUNCE_ADDRESS, that address with a signed tag naming the mail (VERP, inbound/verp.ts), so a
+// The signed tag of each mail (VERP, inbound/verp.ts): with BOUNCE_ADDRESS, the envelope
+// sender (MAIL FROM, which becomes the Return-Path) is that address with the tag, so a
 // bounce is matched by where it was sent; without it, From's address (nodemailer's default),
 // and bounces are matched by the original's Message-ID.
+//
+// Postmark's and SendGrid's webhooks carry neither our envelope sender nor our Message-ID,
+// so the same tag also goes in the headers they echo back, but only when that provider's
+// webhook is configured: through any other relay those headers would reach the recipient
+// as noise (docs/decisions.md).
 import type { Config } from '../config.js';
 import { signVerpTag, type VerpClaims, type VerpConfig, verpAddress, verpKeysFromSecrets } from '../inbound/verp.js';
 
@@ -11,8 +16,25 @@ export function verpConfig(config: Pick<Config, 'inbound' | 'tokenSecrets'>): Ve
   return bounceAddress ? { bounceAddress, keys: verpKeysFromSecrets(config.tokenSecrets!) } : undefined;
 }
 
-/** Gives each mail its envelope sender: undefined leaves nodemailer's (From's address). */
-export function envelopeSender(config: Pick<Config, 'inbound' | 'tokenSecrets'>): (mail: VerpClaims) => string | undefined {
+/** Where a mail's tag goes: its envelope sender and the headers a provider echoes back. */
+export interface MailTag {
+  envelopeFrom: string;
+  headers: Record<string, string>;
+}
+
+/** Gives each mail its tag; undefined (no BOUNCE_ADDRESS) leaves nodemailer's envelope sender. */
+export function mailTagger(config: Pick<Config, 'inbound' | 'tokenSecrets'>): (mail: VerpClaims) => MailTag | undefined {
   const verp = verpConfig(config);
-  return verp ? (mail) => verpAddress(verp.bounceAddress, signVerpTag(mail, verp.keys)) : () => undefined;
+  if (!verp) return () => undefined;
+  const { postmarkWebhookToken, sendgridWebhookKey } = config.inbound;
+  return (mail) => {
+    const tag = signVerpTag(mail, verp.keys);
+    const headers: Record<string, string> = {};
+    // Postmark returns X-PM-Metadata-<name> as Metadata.<name> in its bounce and spam-complaint webhooks.
+    if (postmarkWebhookToken) headers['X-PM-Metadata-verp'] = tag;
+    // SendGrid returns unique_args as top-level fields of each event. The spaces let the
+    // header fold (it is longer than a line) instead of being encoded, which SendGrid would not read.
+    if (sendgridWebhookKey) headers['X-SMTPAPI'] = `{"unique_args": {"verp": "${tag}"}}`;
+    return { envelopeFrom: verpAddress(verp.bounceAddress, tag), headers };
+  };
 }
