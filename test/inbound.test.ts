@@ -2,8 +2,9 @@
 // with a VERP envelope sender; the published samples in /work/shared/fixtures/bounces come
 // back through a real SMTP connection to the listener, real HTTP calls to the hooks and to
 // POST /api/v1/inbound; each effect is asserted in the database and the consent ledger.
-import { createHmac, generateKeyPairSync, randomBytes, sign } from 'node:crypto';
+import { createHmac, generateKeyPairSync, randomBytes, randomUUID, sign } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { serve, type ServerType } from '@hono/node-server';
 import nodemailer from 'nodemailer';
@@ -17,6 +18,7 @@ import { InboundSmtpListener } from '../src/workers/inbound-smtp.js';
 import { useTestService } from './helpers/fixture.js';
 import { seedConfirmed, snapshotAllTables } from './helpers/http.js';
 import { API_KEY, TEST_SECRET } from './helpers/service.js';
+import { issue, signSns } from './helpers/sns.js';
 
 const FIXTURES = new URL('./fixtures/bounces/', import.meta.url);
 const fixture = (file: string) => readFileSync(new URL(file, FIXTURES));
@@ -28,6 +30,13 @@ const POSTMARK_TOKEN = 'postmark-webhook-token-0123456789';
 const MAILGUN_KEY = 'key-0123456789abcdef0123456789abcdef';
 const sendgridKeys = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
 const BOUNCE_ADDRESS = 'bounces@assent.test';
+const SES_TOPIC = 'arn:aws:sns:us-west-2:123456789012:assent-ses';
+const SNS_CERT_URL = 'https://sns.us-west-2.amazonaws.com/SimpleNotificationService-assent-test.pem';
+const CERT_VALIDITY: [Date, Date] = [new Date('2020-01-01T00:00:00Z'), new Date('2036-01-01T00:00:00Z')];
+const SNS_CA = issue('Test Root CA for SNS', 'self', CERT_VALIDITY, 1, true);
+const SNS_SIGNER = issue('sns.amazonaws.com', { name: 'Test Root CA for SNS', key: SNS_CA.key }, CERT_VALIDITY, 2);
+// Someone else's key and certificate, which he would serve from a host of his.
+const FORGER = issue('sns.amazonaws.com', 'self', CERT_VALIDITY, 3);
 const VERP = { bounceAddress: BOUNCE_ADDRESS, keys: verpKeysFromSecrets([TEST_SECRET]) };
 
 const t = useTestService({
@@ -38,8 +47,20 @@ const t = useTestService({
     POSTMARK_WEBHOOK_TOKEN: POSTMARK_TOKEN,
     MAILGUN_SIGNING_KEY: MAILGUN_KEY,
     SENDGRID_WEBHOOK_KEY: sendgridKeys.publicKey.export({ type: 'spki', format: 'der' }).toString('base64'),
+    SES_TOPIC_ARNS: SES_TOPIC,
   },
 });
+
+// SNS serves its signing certificates over HTTPS from sns.<region>.amazonaws.com. A real HTTP
+// server stands in for that host: the hook's fetch is pointed at it, after the hook has
+// checked the URL's host, and every URL asked for is recorded.
+let certServer: Server;
+const certificatesAsked: string[] = [];
+async function fetchFromSnsStandIn(url: string) {
+  certificatesAsked.push(url);
+  const { port } = certServer.address() as AddressInfo;
+  return fetch(`http://127.0.0.1:${port}${new URL(url).pathname}`);
+}
 
 let http: ServerType;
 let baseUrl: string;
@@ -53,7 +74,11 @@ let nextPerson = 0;
 const person = (): Sent => people[nextPerson++]!;
 
 beforeAll(async () => {
-  const app = createApp(t.service.deps);
+  certServer = createServer((request, response) => {
+    response.end(request.url === new URL(SNS_CERT_URL).pathname ? SNS_SIGNER.pem : FORGER.pem);
+  });
+  await new Promise<void>((resolve) => certServer.listen(0, '127.0.0.1', resolve));
+  const app = createApp(t.service.deps, { hooks: { fetch: fetchFromSnsStandIn } });
   await new Promise<void>((resolve) => { http = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, () => resolve()); });
   baseUrl = `http://127.0.0.1:${(http.address() as AddressInfo).port}`;
   const smtpListener = new InboundSmtpListener(t.service.deps);
@@ -82,6 +107,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await listener.stop();
   await new Promise<void>((resolve) => http.close(() => resolve()));
+  await new Promise<void>((resolve) => certServer.close(() => resolve()));
 });
 
 /** A whole SMTP session to the listener: resolves with the answer to the message, or rejects with the refusal. */
@@ -360,8 +386,46 @@ describe('provider hooks over HTTP', () => {
     expect((await sendgrid(`[${JSON.stringify({ email: sent.email, event: 'bounce', sg_event_id: 'x', timestamp: 1, verp: tagOf(sent) })}]`, stranger)).status).toBe(401);
     expect((await mailgun(mailgunEvent('mailgun-failed-permanent-docs.json', sent, 'forged-1'), 'key-not-ours-0123456789abcdef0123')).status).toBe(401);
     expect((await fetch(`${baseUrl}/hooks/mailgun`, { method: 'POST', body: '{}' })).status).toBe(401);
-    expect((await fetch(`${baseUrl}/hooks/ses`, { method: 'POST', body: '{}' })).status).toBe(404); // not configured
+    expect((await fetch(`${baseUrl}/hooks/ses`, { method: 'POST', body: '{}' })).status).toBe(401);
     expect(await snapshotAllTables(t.tdb)).toEqual(before);
+  });
+});
+
+/** An SES notification as SNS posts it: the sample as its Message, signed as SNS signs. */
+function snsNotification(sent: Sent, fields: Record<string, string> = {}, key = SNS_SIGNER.key): string {
+  const file = 'ses-bounce-permanent-general-with-dsn-awsdocs.json';
+  const sample = fixture(file).toString('utf8').replaceAll('john@example.com', sent.envelopeFrom).replaceAll(INDEX.find((e) => e.file === file)!.recipient, sent.email);
+  const message: Record<string, string> = {
+    Type: 'Notification', MessageId: randomUUID(), TopicArn: SES_TOPIC, Message: sample,
+    Timestamp: new Date(t.service.clock.now - 5_000).toISOString(), SignatureVersion: '1', SigningCertURL: SNS_CERT_URL, ...fields,
+  };
+  return JSON.stringify({ ...message, Signature: signSns(message, key) });
+}
+const ses = (body: string) => fetch(`${baseUrl}/hooks/ses`, { method: 'POST', body, headers: { 'content-type': 'text/plain; charset=UTF-8', 'x-amz-sns-message-type': 'Notification' } });
+
+describe('Amazon SES through SNS, over HTTP', () => {
+  it('a bounce signed with the key of a certificate fetched from the SNS host bounces the person, matched by the envelope sender', async () => {
+    const sent = person();
+    const response = await ses(snsNotification(sent));
+    expect(response.status).toBe(200);
+    expect(await subscriptionStatus(sent.subscriberId)).toBe('bounced');
+    expect(await reportsAbout(sent.subscriberId)).toMatchObject([{ kind: 'permanent', matched_by: 'verp' }]);
+    expect((await eventsOf(sent.subscriberId)).at(-1)!.evidence.report).toMatchObject({ provider: 'ses', status: '5.1.1' });
+    expect(certificatesAsked).toEqual([SNS_CERT_URL]);
+  });
+
+  it('a forged signature, a certificate from a host that is not SNS\'s, a topic not ours: 401, and nothing changes', async () => {
+    const sent = person();
+    const before = await snapshotAllTables(t.tdb);
+    const asked = certificatesAsked.length;
+    expect((await ses(snsNotification(sent, {}, FORGER.key))).status).toBe(401);
+    const foreign = 'https://attacker.example/SimpleNotificationService-assent-test.pem';
+    expect((await ses(snsNotification(sent, { SigningCertURL: foreign }, FORGER.key))).status).toBe(401);
+    expect((await ses(snsNotification(sent, { SigningCertURL: 'https://sns.us-west-2.amazonaws.com.attacker.example/x.pem' }, FORGER.key))).status).toBe(401);
+    expect((await ses(snsNotification(sent, { TopicArn: 'arn:aws:sns:us-west-2:999999999999:not-ours' }))).status).toBe(401);
+    expect(certificatesAsked.slice(asked).every((url) => new URL(url).hostname === 'sns.us-west-2.amazonaws.com')).toBe(true);
+    expect(await snapshotAllTables(t.tdb)).toEqual(before);
+    expect(await subscriptionStatus(sent.subscriberId)).toBe('confirmed');
   });
 });
 
