@@ -150,6 +150,13 @@ function freshCopy(raw: Buffer | string): Buffer {
   const head = text.split(/\r?\n\r?\n/)[0]!;
   return Buffer.from(/^Message-ID:.*$/im.test(head) ? text.replace(/^Message-ID:.*$/im, id) : `${id}\r\n${text}`, 'latin1');
 }
+/** assent_inbound_reports_total for these labels, as GET /metrics shows it (0 before the first). */
+async function reportsCounted(kind: string, provider: string, outcome = 'applied'): Promise<number> {
+  const metrics = await (await fetch(`${baseUrl}/metrics`)).text();
+  const line = metrics.split('\n').find((l) => l.startsWith(`assent_inbound_reports_total{kind="${kind}",provider="${provider}",outcome="${outcome}"} `));
+  return line ? Number(line.split(' ')[1]) : 0;
+}
+
 const lf = (bytes: Buffer) => bytes.toString('latin1').replace(/\r\n/g, '\n');
 
 describe('the envelope sender names the mail (VERP)', () => {
@@ -348,8 +355,10 @@ describe('provider hooks over HTTP', () => {
     const [a, b] = [person(), person()];
     // Postmark's MessageID is its own, not our Message-ID: only the echoed metadata names the mail.
     const withTag = (file: string, sent: Sent) => JSON.stringify({ ...JSON.parse(ours(file, sent)), Metadata: postmarkMetadata(sent) });
+    const counted = [await reportsCounted('permanent', 'postmark'), await reportsCounted('complaint', 'postmark')];
     expect((await postmark(withTag('postmark-hardbounce.json', a))).status).toBe(200);
     expect((await postmark(withTag('postmark-spamcomplaint.json', b).replace('"ID":42', '"ID":43'))).status).toBe(200);
+    expect([await reportsCounted('permanent', 'postmark'), await reportsCounted('complaint', 'postmark')]).toEqual([counted[0]! + 1, counted[1]! + 1]);
     expect(await subscriptionStatus(a.subscriberId)).toBe('bounced');
     expect(await subscriptionStatus(b.subscriberId)).toBe('complained');
     expect((await eventsOf(a.subscriberId)).at(-1)!.evidence.report).toMatchObject({ provider: 'postmark', status: '5.1.1' });
@@ -361,8 +370,10 @@ describe('provider hooks over HTTP', () => {
     const body = JSON.stringify([
       event('sendgrid-bounce-5.0.0-docs.json', a), event('sendgrid-spamreport-docs.json', b), event('sendgrid-deferred-docs.json', c),
     ]);
+    const counted = await reportsCounted('temporary', 'sendgrid', 'counted');
     const response = await sendgrid(body);
     expect(response.status).toBe(200);
+    expect(await reportsCounted('temporary', 'sendgrid', 'counted')).toBe(counted + 1);
     expect(await subscriptionStatus(a.subscriberId)).toBe('bounced');
     expect(await subscriptionStatus(b.subscriberId)).toBe('complained');
     expect(await reportsAbout(c.subscriberId)).toMatchObject([{ kind: 'temporary', effect: 'counted' }]);
@@ -370,8 +381,10 @@ describe('provider hooks over HTTP', () => {
 
   it('Mailgun: a permanent failure bounces, a complaint complains', async () => {
     const [a, b] = [person(), person()];
+    const counted = await reportsCounted('complaint', 'mailgun');
     expect((await mailgun(mailgunEvent('mailgun-failed-permanent-docs.json', a))).status).toBe(200);
     expect((await mailgun(mailgunEvent('mailgun-complained-docs.json', b))).status).toBe(200);
+    expect(await reportsCounted('complaint', 'mailgun')).toBe(counted + 1);
     expect(await subscriptionStatus(a.subscriberId)).toBe('bounced');
     expect(await subscriptionStatus(b.subscriberId)).toBe('complained');
   });
@@ -406,8 +419,10 @@ const ses = (body: string) => fetch(`${baseUrl}/hooks/ses`, { method: 'POST', bo
 describe('Amazon SES through SNS, over HTTP', () => {
   it('a bounce signed with the key of a certificate fetched from the SNS host bounces the person, matched by the envelope sender', async () => {
     const sent = person();
+    const counted = await reportsCounted('permanent', 'ses');
     const response = await ses(snsNotification(sent));
     expect(response.status).toBe(200);
+    expect(await reportsCounted('permanent', 'ses')).toBe(counted + 1);
     expect(await subscriptionStatus(sent.subscriberId)).toBe('bounced');
     expect(await reportsAbout(sent.subscriberId)).toMatchObject([{ kind: 'permanent', matched_by: 'verp' }]);
     expect((await eventsOf(sent.subscriberId)).at(-1)!.evidence.report).toMatchObject({ provider: 'ses', status: '5.1.1' });
