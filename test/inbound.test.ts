@@ -278,6 +278,20 @@ describe('what the listener refuses or ignores', () => {
     expect(await subscriptionStatus(sent.subscriberId)).toBe('confirmed');
   });
 
+  it('a report naming the Message-ID of a mail not yet sent changes nothing', async () => {
+    const signup = await t.service.app.request('/subscribe', {
+      method: 'POST', headers: { 'content-type': 'application/json', 'x-forwarded-for': '198.51.100.78' },
+      body: JSON.stringify({ email: 'waiting@example.org', list: 'sport' }),
+    });
+    expect(signup.status).toBeLessThan(400);
+    const { rows } = await t.tdb.query<{ message_id: string; status: string }>(`select message_id, status from outbox where recipient = 'waiting@example.org'`);
+    expect(rows).toMatchObject([{ status: 'queued' }]);
+    const before = await snapshotAllTables(t.tdb);
+    const raw = await withMessageId(fixture('dsn-postfix-550-5.1.1-address-rejected.eml'), rows[0]!.message_id);
+    expect(await sendReport(raw.toString('latin1').replaceAll('kijitora@example.co.jp', 'waiting@example.org'), [BOUNCE_ADDRESS])).toMatch(/^250/);
+    expect(await snapshotAllTables(t.tdb)).toEqual(before);
+  });
+
   it('a flood of reports with no matching tag or Message-ID unsubscribes nobody', async () => {
     const before = await snapshotAllTables(t.tdb);
     const raw = fixture('arf-generic-abuse-rfc5965.eml');
