@@ -225,23 +225,27 @@ const HOUR_MS = 3_600_000;
 
 /**
  * The inbound SMTP listener (worker role with INBOUND_SMTP_PORT, or the inbound role), and
- * the hourly clearing of raw reports past their 30 days, which any such process does.
+ * the hourly clearing of raw reports past their 30 days, which every worker or inbound
+ * process does, listener or not: reports arrive by the HTTP hooks too.
  */
-async function startInbound(deps: Deps, roles: readonly Role[]): Promise<{ port: number; stop(): Promise<void> } | undefined> {
+async function startInbound(deps: Deps, roles: readonly Role[]): Promise<{ port: number | undefined; stop(): Promise<void> } | undefined> {
   const { config, log } = deps;
   if (roles.includes('inbound') && config.inbound.smtpPort === undefined) {
     throw new Error('assent inbound needs INBOUND_SMTP_PORT: the port to take bounces and complaints on');
   }
-  if (config.inbound.smtpPort === undefined || !(roles.includes('worker') || roles.includes('inbound'))) return undefined;
-  const listener = new InboundSmtpListener(deps);
-  const port = await listener.start(config.inbound.smtpPort, config.inbound.smtpHost);
+  if (!(roles.includes('worker') || roles.includes('inbound'))) return undefined;
   const clear = () => clearOldRawReports(deps).then(
     (cleared) => cleared > 0 && log.info({ cleared }, 'raw reports past 30 days cleared'),
     (error: unknown) => log.warn({ err: error }, 'could not clear old raw reports'));
   void clear();
   const timer = setInterval(clear, HOUR_MS);
   timer.unref();
-  return { port, async stop() { clearInterval(timer); await listener.stop(); } };
+  const listener = config.inbound.smtpPort === undefined ? undefined : new InboundSmtpListener(deps);
+  const port = await listener?.start(config.inbound.smtpPort!, config.inbound.smtpHost).catch((error: unknown) => {
+    clearInterval(timer);
+    throw error;
+  });
+  return { port, async stop() { clearInterval(timer); await listener?.stop(); } };
 }
 
 export async function main(roles: readonly Role[]): Promise<void> {
