@@ -51,7 +51,7 @@ export interface Config {
     /** An RFC 3161 time-stamping authority for every checkpoint. */
     readonly tsaUrl: string | undefined;
   };
-  /** Bounces and complaints (issue 18; notes/inbound.md). */
+  /** Bounces and complaints (issue 18; README, "Bounces and complaints"). */
   readonly inbound: {
     /** The envelope sender's base, `bounces@…`; each mail's gets a signed tag after a `+` (VERP). */
     readonly bounceAddress: string | undefined;

@@ -323,7 +323,7 @@ describe('POST /api/v1/inbound', () => {
   });
 });
 
-// Providers echo the tag where the sender put it (notes/inbound-lib.md); the samples get ours there.
+// Providers echo the tag where the sender put it (README, "Bounces and complaints"); the samples get ours there.
 const tagOf = (sent: Sent) => sent.envelopeFrom.slice('bounces+'.length, sent.envelopeFrom.indexOf('@'));
 const ours = (file: string, sent: Sent) => {
   const entry = INDEX.find((e) => e.file === file)!;
