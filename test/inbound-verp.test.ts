@@ -124,7 +124,7 @@ describe('VERP addresses', () => {
 });
 
 describe('where a mail carries its tag (mail/envelope.ts)', () => {
-  const inbound = { bounceAddress: BOUNCES, postmarkWebhookToken: undefined, sendgridWebhookKey: undefined } as unknown as Config['inbound'];
+  const inbound = { bounceAddress: BOUNCES, postmarkWebhookToken: undefined, sendgridWebhookKey: undefined, mailgunSigningKey: undefined } as unknown as Config['inbound'];
   const claims: VerpClaims = { kind: 'outbox', outboxId: '7' };
   const tagger = (settings: Partial<Config['inbound']>) => mailTagger({ inbound: { ...inbound, ...settings }, tokenSecrets: ['a'.repeat(40)] });
 
@@ -133,9 +133,10 @@ describe('where a mail carries its tag (mail/envelope.ts)', () => {
     expect(tagger({})(claims)).toEqual({ envelopeFrom: `bounces+${tag}@mail.example.org`, headers: {} });
     expect(tagger({ postmarkWebhookToken: 'token' })(claims)!.headers).toEqual({ 'X-PM-Metadata-verp': tag });
     expect(tagger({ sendgridWebhookKey: 'key' })(claims)!.headers).toEqual({ 'X-SMTPAPI': `{"unique_args": {"verp": "${tag}"}}` });
+    expect(tagger({ mailgunSigningKey: 'key' })(claims)!.headers).toEqual({ 'X-Mailgun-Variables': `{"verp": "${tag}"}` });
   });
 
   it('nowhere without BOUNCE_ADDRESS', () => {
-    expect(tagger({ bounceAddress: undefined, postmarkWebhookToken: 'token', sendgridWebhookKey: 'key' })(claims)).toBeUndefined();
+    expect(tagger({ bounceAddress: undefined, postmarkWebhookToken: 'token', sendgridWebhookKey: 'key', mailgunSigningKey: 'key' })(claims)).toBeUndefined();
   });
 });

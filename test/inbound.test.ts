@@ -168,10 +168,11 @@ describe('the envelope sender names the mail (VERP)', () => {
     }
   });
 
-  it('puts the same tag where Postmark and SendGrid echo it back, their webhooks being configured', () => {
+  it('puts the same tag where Postmark, SendGrid and Mailgun echo it back, their webhooks being configured', () => {
     for (const sent of people.slice(0, 5)) {
       expect(sent.headers.get('x-pm-metadata-verp')).toBe(tagOf(sent));
       expect(JSON.parse(String(sent.headers.get('x-smtpapi')))).toEqual({ unique_args: { verp: tagOf(sent) } });
+      expect(JSON.parse(String(sent.headers.get('x-mailgun-variables')))).toEqual({ verp: tagOf(sent) });
     }
   });
 
@@ -393,11 +394,13 @@ describe('provider hooks over HTTP', () => {
     expect(await reportsAbout(c.subscriberId)).toMatchObject([{ kind: 'temporary', effect: 'counted' }]);
   });
 
-  it('Mailgun: a permanent failure bounces, a complaint complains', async () => {
+  it('Mailgun: a permanent failure bounces, a complaint complains, matched by the variables our mail carried', async () => {
     const [a, b] = [person(), person()];
+    // What Mailgun does with a mail's X-Mailgun-Variables: its events return them as user-variables.
+    const withVariables = (file: string, sent: Sent) => ours(file, sent).replace('"user-variables": []', `"user-variables": ${String(sent.headers.get('x-mailgun-variables'))}`);
     const counted = await reportsCounted('complaint', 'mailgun');
-    expect((await mailgun(mailgunEvent('mailgun-failed-permanent-docs.json', a))).status).toBe(200);
-    expect((await mailgun(mailgunEvent('mailgun-complained-docs.json', b))).status).toBe(200);
+    expect((await mailgun(withVariables('mailgun-failed-permanent-docs.json', a))).status).toBe(200);
+    expect((await mailgun(withVariables('mailgun-complained-docs.json', b))).status).toBe(200);
     expect(await reportsCounted('complaint', 'mailgun')).toBe(counted + 1);
     expect(await subscriptionStatus(a.subscriberId)).toBe('bounced');
     expect(await subscriptionStatus(b.subscriberId)).toBe('complained');

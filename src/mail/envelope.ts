@@ -3,9 +3,9 @@
 // bounce is matched by where it was sent; without it, From's address (nodemailer's default),
 // and bounces are matched by the original's Message-ID.
 //
-// Postmark's and SendGrid's webhooks carry neither our envelope sender nor our Message-ID,
-// so the same tag also goes in the headers they echo back, but only when that provider's
-// webhook is configured: through any other relay those headers would reach the recipient
+// Postmark's and SendGrid's webhooks carry neither our envelope sender nor our Message-ID
+// (Mailgun's may lack both too), so the same tag also goes in the headers they echo back,
+// but only when that provider's webhook is configured: through any other relay those headers would reach the recipient
 // as noise (docs/decisions.md).
 import type { Config } from '../config.js';
 import { signVerpTag, type VerpClaims, type VerpConfig, verpAddress, verpKeysFromSecrets } from '../inbound/verp.js';
@@ -26,7 +26,7 @@ export interface MailTag {
 export function mailTagger(config: Pick<Config, 'inbound' | 'tokenSecrets'>): (mail: VerpClaims) => MailTag | undefined {
   const verp = verpConfig(config);
   if (!verp) return () => undefined;
-  const { postmarkWebhookToken, sendgridWebhookKey } = config.inbound;
+  const { postmarkWebhookToken, sendgridWebhookKey, mailgunSigningKey } = config.inbound;
   return (mail) => {
     const tag = signVerpTag(mail, verp.keys);
     const headers: Record<string, string> = {};
@@ -35,6 +35,8 @@ export function mailTagger(config: Pick<Config, 'inbound' | 'tokenSecrets'>): (m
     // SendGrid returns unique_args as top-level fields of each event. The spaces let the
     // header fold (it is longer than a line) instead of being encoded, which SendGrid would not read.
     if (sendgridWebhookKey) headers['X-SMTPAPI'] = `{"unique_args": {"verp": "${tag}"}}`;
+    // Mailgun returns X-Mailgun-Variables as the event's user-variables.
+    if (mailgunSigningKey) headers['X-Mailgun-Variables'] = `{"verp": "${tag}"}`;
     return { envelopeFrom: verpAddress(verp.bounceAddress, tag), headers };
   };
 }
