@@ -54,7 +54,9 @@ function perRecipient(since: number, prefix: string): Map<string, number> {
   return counts;
 }
 
-describe('worker processes', () => {
+// Child processes sending hundreds of mails: on two busy cores that can take more than vitest's
+// default 30 s. No time is asserted by the timeout; the 10 s shutdown bound is asserted below.
+describe('worker processes', { timeout: 120_000 }, () => {
   it('two share one campaign and send no mail twice', async () => {
     await seedConfirmed(t.tdb, 'shared', 400, { prefix: 'shared' });
     t.smtp.delayMs = 2;
