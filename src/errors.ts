@@ -13,6 +13,10 @@ export type ErrorCode =
   | 'campaign_not_draft'
   | 'campaign_state'
   | 'template_invalid'
+  /** reconsent: true without a new wording (issue 20). */
+  | 'reconsent_needs_text'
+  /** A re-consent run for a list whose wording never changed materially. */
+  | 'no_material_change'
   | 'unauthorized'
   | 'cross_site'
   | 'rate_limited'

@@ -1,6 +1,7 @@
 // The campaigns module's SQL: one exported function per statement.
 import { sql } from 'kysely';
 import { anyOf, type Database, type Trx } from '../db/database.js';
+import { reconsentFromSql } from '../lists/store.js';
 import { AFFINITY_LEVELS, type AffinityLevel, type CampaignStatus, MESSAGE_STATUSES, type MessageStatus } from '../domain.js';
 
 type Db = Database | Trx;
@@ -78,6 +79,10 @@ export async function transitionCampaign(db: Db, id: string, from: CampaignStatu
  *
  * Levels rank by their place in AFFINITY_LEVELS (1-based in SQL). A person without a cap
  * ranks as the highest level, so only the recorded one counts.
+ *
+ * The terms rule (issue 20): after a material change of the list's wording, only those who
+ * agreed to that version or a later one (`consent_version`, moved on by a re-consent). The
+ * version is one uncorrelated subquery, evaluated once for the statement.
  */
 export async function insertAudience(trx: Trx, campaign: { id: string; listId: string; minAffinity: AffinityLevel }): Promise<number> {
   const levels = sql`${AFFINITY_LEVELS}::text[]`;
@@ -89,6 +94,7 @@ export async function insertAudience(trx: Trx, campaign: { id: string; listId: s
     where x.list_id = ${campaign.listId}
       and x.status = 'confirmed'
       and s.erased_at is null
+      and coalesce(x.consent_version, 0) >= coalesce(${reconsentFromSql(campaign.listId)}, 0)
       and not exists (select 1 from suppressions p where p.address_hash = sha256(convert_to(lower(s.email), 'UTF8')))
       and (array_position(${levels}, ${campaign.minAffinity}::text) = 1 or least(
         array_position(${levels}, (select a.level from affinity_events a where a.subscriber_id = s.id order by a.id desc limit 1)),

@@ -22,6 +22,8 @@ export interface ListConsentVersionsTable {
   version: number;
   text: string;
   created_at: Generated<Date>;
+  /** A material change (migration 0010): campaigns then reach only those who agreed to it or later. */
+  material: Generated<boolean>;
 }
 
 export interface SubscribersTable {
@@ -122,6 +124,7 @@ export interface DB {
   campaign_messages: CampaignMessagesTable;
   send_rate_bucket: SendRateBucketTable;
   preferences_link_requests: PreferencesLinkRequestsTable;
+  reconsent_messages: ReconsentMessagesTable;
 }
 
 export type List = Selectable<ListsTable>;
@@ -164,6 +167,9 @@ export interface CampaignsTable {
   updated_at: Generated<Date>;
   sending_at: Date | null;
   finished_at: Date | null;
+  /** When a scheduled campaign starts by itself (migration 0010). */
+  send_at: Date | null;
+  segment: ColumnType<Record<string, unknown> | null, string | null | undefined, string | null>;
 }
 
 export interface CampaignMessagesTable {
@@ -192,4 +198,21 @@ export interface PreferencesLinkRequestsTable {
   email: string;
   locale: string;
   requested_at: Date;
+}
+
+/** A re-consent mail: one per list, material version and person (migration 0010). */
+export interface ReconsentMessagesTable {
+  list_id: string;
+  version: number;
+  subscriber_id: string;
+  status: Generated<MessageStatus>;
+  attempts: Generated<number>;
+  run_at: Generated<Date>;
+  locked_by: string | null;
+  locked_until: Date | null;
+  message_id: string | null;
+  smtp_response: string | null;
+  last_error: string | null;
+  created_at: Generated<Date>;
+  sent_at: Date | null;
 }

@@ -17,6 +17,8 @@ export const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   campaign_not_draft: 409,
   campaign_state: 409,
   template_invalid: 422,
+  reconsent_needs_text: 422,
+  no_material_change: 409,
   payload_too_large: 413,
   unsupported_media_type: 415,
   rate_limited: 429,
