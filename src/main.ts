@@ -25,6 +25,7 @@ import { loadOrCreateDevSecret } from './secrets.js';
 import { CampaignWorker } from './workers/campaign.js';
 import { countQueuedMessages } from './workers/message-store.js';
 import { OutboxWorker } from './workers/outbox.js';
+import { ReconsentWorker } from './workers/reconsent.js';
 import { countQueuedMails } from './workers/outbox-store.js';
 
 export type Role = 'serve' | 'worker';
@@ -170,6 +171,7 @@ export async function startService(config: Config, roles: readonly Role[], log =
   const database = await openDatabase(config, log);
   let worker: OutboxWorker | undefined;
   let campaignWorker: CampaignWorker | undefined;
+  let reconsentWorker: ReconsentWorker | undefined;
   const deps = await buildDeps(config, log, database.db, { outbox: () => worker?.wake(), campaigns: () => campaignWorker?.wake() });
   const sender = roles.includes('worker') ? createSender(config) : undefined;
   // Every role runs the consent log's sequencer: an advisory lock makes one of them active,
@@ -185,11 +187,13 @@ export async function startService(config: Config, roles: readonly Role[], log =
     campaignWorker = new CampaignWorker({ ...deps, sender });
     worker.start();
     campaignWorker.start();
+    reconsentWorker = new ReconsentWorker({ ...deps, sender });
+    reconsentWorker.start();
     log.info({ workers: [worker.id, campaignWorker.id], transport: config.smtpUrl ? 'smtp' : path.join(config.dataDir, 'outbox') }, 'mail workers started');
   }
   // Workers finish or give back what they hold, then the SMTP pool and the database close.
   const stopBehindServer = async () => {
-    await Promise.all([worker?.stop(), campaignWorker?.stop(), consentLogWorker.stop()]);
+    await Promise.all([worker?.stop(), campaignWorker?.stop(), reconsentWorker?.stop(), consentLogWorker.stop()]);
     if (sender) log.info('mail workers stopped');
     sender?.close();
     await database.close();

@@ -1,5 +1,6 @@
 // /api/v1/lists
 import { createRoute, type OpenAPIHono, z } from '@hono/zod-openapi';
+import { startReconsent } from '../../consent/reconsent.js';
 import type { Deps } from '../../deps.js';
 import { createList, getListView, listLists, type ListView, SIGNUP_FIELDS, updateList } from '../../lists/lists.js';
 import type { ListWithConsent } from '../../lists/store.js';
@@ -89,5 +90,13 @@ export function listsApp(deps: Deps): OpenAPIHono<ApiEnv> {
     });
     return c.json(listJson(list), 200);
   });
+  app.openapi(createRoute({
+    method: 'post', path: '/{slug}/reconsent', summary: 'Mail everyone confirmed on an earlier version the new wording to agree to', security,
+    request: { params: SlugParam },
+    responses: {
+      202: { description: 'the mails are queued (each person once per version)', ...json(z.object({ version: z.number().int(), queued: z.number().int() })) },
+      ...errors, ...notFound, ...conflict('the list never had a material change'), ...idempotencyReused,
+    },
+  }), async (c) => c.json(await startReconsent(deps, c.req.valid('param').slug), 202));
   return app;
 }
