@@ -157,6 +157,26 @@ describe('re-consent after a material change', () => {
     expect(await snapshotAllTables(t.tdb)).toEqual(before);
   });
 
+  it('the preferences page shows the pending wording with the same button, and its POST brings the person back', async () => {
+    const preferences = `/preferences/${t.service.deps.signer.signPreferences({ subscriberId: people[1]!, expiresAt: t.service.clock.now + 3600_000 })}`;
+    const before = await snapshotAllTables(t.tdb);
+    const html = await (await page(preferences)).text();
+    expect(html).toContain('New wording waiting for your agreement:');
+    expect(html).toContain(NEW);
+    const action = /<form method="post" action="https:\/\/assent\.test(\/reconsent\/[^"]+)">/.exec(html)?.[1];
+    expect(action).toBeDefined();
+    expect(await snapshotAllTables(t.tdb)).toEqual(before);
+
+    // Another site's page cannot press it in the person's name.
+    expect((await page(action!, 'POST', { 'sec-fetch-site': 'cross-site' })).status).toBe(403);
+    expect(await snapshotAllTables(t.tdb)).toEqual(before);
+
+    expect((await page(action!, 'POST', { 'sec-fetch-site': 'same-origin' })).status).toBe(200);
+    expect((await reconsentedEvents()).map((e) => e.subscriber_id)).toEqual([people[0], people[1]]);
+    expect(await (await page(preferences)).text()).not.toContain('New wording waiting for your agreement:');
+    expect(await campaignReaches('terms')).toEqual(['rc1@example.org', 'rc2@example.org']);
+  });
+
   it('a run interrupted by a dead worker is taken over once its claim runs out', async () => {
     await seedConfirmed(t.tdb, 'terms', 1, { prefix: 'late' });
     expect(await (await t.service.api('POST', '/api/v1/lists/terms/reconsent')).json()).toEqual({ version: 2, queued: 1 });

@@ -53,3 +53,28 @@ export async function markReconsented(trx: Trx, key: { subscriberId: string; lis
   await trx.updateTable('subscriptions').set({ consent_version: version, updated_at: sql`now()` })
     .where('subscriber_id', '=', key.subscriberId).where('list_id', '=', key.listId).execute();
 }
+
+export interface PendingReconsent {
+  list_id: string;
+  slug: string;
+  version: number;
+  text: string;
+}
+
+/**
+ * The person's confirmed subscriptions whose list had a material change they have not agreed
+ * to, each with the list's current wording: agreeing to it covers the material version too.
+ */
+export async function findPendingReconsents(db: Db, subscriberId: string): Promise<PendingReconsent[]> {
+  const { rows } = await sql<PendingReconsent>`
+    select x.list_id::text as list_id, l.slug, cur.version, cur.text
+    from subscriptions x
+    join lists l on l.id = x.list_id
+    cross join lateral (
+      select v.version, v.text from list_consent_versions v where v.list_id = x.list_id order by v.version desc limit 1
+    ) cur
+    where x.subscriber_id = ${subscriberId} and x.status = 'confirmed'
+      and coalesce(x.consent_version, 0) < ${reconsentFromSql(sql.ref('x.list_id'))}
+  `.execute(db);
+  return rows;
+}

@@ -9,6 +9,7 @@ import { DomainError } from '../errors.js';
 import { getList } from '../lists/lists.js';
 import * as listStore from '../lists/store.js';
 import { type ReconsentClaims, tokenHash } from '../links/tokens.js';
+import { reconsentUrl } from '../links/urls.js';
 import { appendConsentEvent, chainHead } from './ledger.js';
 import * as store from './reconsent-store.js';
 import { findSubscriberLocale, lockSubscriber, lockSubscription } from './store.js';
@@ -24,6 +25,17 @@ export async function startReconsent(deps: Pick<Deps, 'db'>, slug: string): Prom
 interface ListRef {
   slug: string;
   name: string;
+}
+
+/**
+ * The preferences page's pending wordings, by list slug, each with the link whose button
+ * records the agreement: the same page and POST as the mail's.
+ */
+export async function pendingReconsents(deps: Pick<Deps, 'db' | 'config' | 'signer' | 'clock'>, subscriberId: string) {
+  const pending = await store.findPendingReconsents(deps.db, subscriberId);
+  return new Map(pending.map((p) => [p.slug, {
+    text: p.text, url: reconsentUrl(deps, { subscriberId, listId: p.list_id, version: p.version }),
+  }]));
 }
 
 /** What a re-consent link stands for now. */

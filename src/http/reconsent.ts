@@ -8,7 +8,7 @@ import type { Deps } from '../deps.js';
 import { chooseLocale, localeFromAcceptLanguage, matchLocale } from '../i18n.js';
 import { requestContext } from './client.js';
 import type { AppEnv } from './env.js';
-import { tokenPage } from './guards.js';
+import { limitBody, sameOriginForms, tokenPage } from './guards.js';
 import type { Pages } from './pages.js';
 
 export function reconsentApp(deps: Deps, pages: Pages): Hono<AppEnv> {
@@ -21,7 +21,8 @@ export function reconsentApp(deps: Deps, pages: Pages): Hono<AppEnv> {
       ...(state.kind === 'ready' && { old_text: state.oldText, new_text: state.newText }),
     }));
   };
-  app.use('/reconsent/*', tokenPage);
+  // A page elsewhere that learnt a link must not agree in the person's name through their browser.
+  app.use('/reconsent/*', tokenPage, sameOriginForms, limitBody());
   app.get('/reconsent/:token', async (c) => render(c, await inspectReconsentLink(deps, c.req.param('token'))));
   app.post('/reconsent/:token', async (c) => {
     // The Referer would be this page, token and all: keep only Origin, as the confirm POST does.

@@ -86,4 +86,3 @@ export async function recordReconsentOutcome(db: Db, workerId: string, key: Reco
   `.execute(db);
   return Number(result.numAffectedRows ?? 0n) > 0;
 }
-
