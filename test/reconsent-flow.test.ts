@@ -6,6 +6,8 @@ import { describe, expect, it } from 'vitest';
 import { TokenSigner } from '../src/links/tokens.js';
 import { claimDueReconsents } from '../src/workers/reconsent-store.js';
 import { useTestService } from './helpers/fixture.js';
+import { createTestService } from './helpers/service.js';
+import { until } from './helpers/wait.js';
 import { pathOf, seedConfirmed, snapshotAllTables } from './helpers/http.js';
 import type { ReceivedMail } from './helpers/smtp.js';
 
@@ -143,6 +145,8 @@ describe('re-consent after a material change', () => {
       `${link.slice(0, -1)}${link.endsWith('A') ? 'B' : 'A'}`,
       `/reconsent/${Buffer.from(Buffer.from(payload!, 'base64url').toString().replace(people[1]!, people[0]!)).toString('base64url')}.${token.split('.')[1]}`,
       `/reconsent/${new TokenSigner(['another-secret-of-at-least-32-characters!']).signReconsent(claims)}`,
+      // Signed by us for confirming, in the very shape of a re-consent token for version 2.
+      `/reconsent/${t.service.deps.signer.signConfirm({ subscriberId: people[1]!, listId: list, issuedAt: 2, expiresAt: claims.expiresAt })}`,
       `/reconsent/${t.service.deps.signer.signPreferences({ subscriberId: people[1]!, expiresAt: claims.expiresAt })}`,
       '/reconsent/not-a-token',
     ];
@@ -189,5 +193,24 @@ describe('re-consent after a material change', () => {
     const before = t.smtp.received.length;
     await drain(t.service.reconsentWorker);
     expect(t.smtp.received.slice(before).flatMap((m) => m.envelopeTo)).toEqual(['late1@example.org']);
+  });
+
+  it('is paced by SEND_RATE when its worker runs by itself', async () => {
+    await seedConfirmed(t.tdb, 'plain', 12, { prefix: 'paced' });
+    expect((await t.service.api('PATCH', '/api/v1/lists/plain', { consent_text: 'Plain, and partners.', reconsent: true })).status).toBe(200);
+    expect(await (await t.service.api('POST', '/api/v1/lists/plain/reconsent')).json()).toEqual({ version: 2, queued: 12 });
+    const rated = await createTestService(t.tdb.db, { smtpUrl: t.smtp.url, env: { SEND_RATE: '5' } });
+    const paced = () => t.smtp.received.filter((m) => m.envelopeTo[0]!.startsWith('paced'));
+    rated.reconsentWorker.start();
+    try {
+      await until('12 paced re-consent mails', () => paced().length === 12, 20_000);
+    } finally {
+      await rated.reconsentWorker.stop();
+      rated.close();
+    }
+    // At most about one second of tokens (5, and one refilled meanwhile) go at once; the rest
+    // come at 5 a second, so 12 span at least a second (unpaced, they take a tenth of that).
+    const times = paced().map((m) => m.rcptAt).sort((a, b) => a - b);
+    expect(times.at(-1)! - times[0]!).toBeGreaterThanOrEqual(800);
   });
 });
