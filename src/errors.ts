@@ -17,6 +17,8 @@ export type ErrorCode =
   | 'reconsent_needs_text'
   /** A re-consent run for a list whose wording never changed materially. */
   | 'no_material_change'
+  /** A campaign's send_at in the past or more than a year ahead. */
+  | 'send_at_out_of_range'
   | 'unauthorized'
   | 'cross_site'
   | 'rate_limited'

@@ -17,6 +17,7 @@ export interface CampaignView {
   min_affinity: AffinityLevel;
   status: CampaignStatus;
   created_at: Date;
+  send_at: Date | null;
   sending_at: Date | null;
   finished_at: Date | null;
   counts: Record<MessageStatus, number>;
@@ -32,7 +33,7 @@ async function views(deps: Pick<Deps, 'db'>, rows: NonNullable<Awaited<ReturnTyp
   const counts = await store.countMessages(deps.db, rows.map((row) => row.id));
   return rows.map((row) => ({
     id: row.id, name: row.name, list: row.list, subject: row.subject, min_affinity: row.min_affinity, status: row.status,
-    created_at: row.created_at, sending_at: row.sending_at, finished_at: row.finished_at,
+    created_at: row.created_at, send_at: row.send_at, sending_at: row.sending_at, finished_at: row.finished_at,
     counts: counts.get(row.id) ?? zeroCounts(MESSAGE_STATUSES),
   }));
 }
@@ -67,15 +68,45 @@ function sampleContext(deps: MessageDeps, list: { name: string }): Record<string
  * Refuses (422) a template that does not compile, or does not render for the sample
  * recipient within the render limits; compiles and tries it in the sandbox's thread.
  */
-export async function createCampaign(deps: Pick<Deps, 'db' | 'templateSandbox'> & MessageDeps, input: {
-  name: string; list: string; subject: string; mjml: string; minAffinity?: AffinityLevel | undefined;
+export async function createCampaign(deps: Pick<Deps, 'db' | 'templateSandbox' | 'clock'> & MessageDeps, input: {
+  name: string; list: string; subject: string; mjml: string; minAffinity?: AffinityLevel | undefined; sendAt?: string | undefined;
 }): Promise<CampaignView> {
+  const sendAt = input.sendAt === undefined ? undefined : scheduledTime(deps.clock(), input.sendAt);
   const list = await getList(deps, input.list);
   const compiled = await deps.templateSandbox.compile({ subject: input.subject, mjml: input.mjml, sample: sampleContext(deps, list) });
   const id = await store.insertCampaign(deps.db, {
-    name: input.name, listId: list.id, subject: input.subject, mjml: input.mjml, ...compiled, minAffinity: input.minAffinity ?? 'confirmed',
+    name: input.name, listId: list.id, subject: input.subject, mjml: input.mjml, ...compiled, minAffinity: input.minAffinity ?? 'confirmed', sendAt,
   });
   return getCampaign(deps, id);
+}
+
+const MAX_SCHEDULE_MS = 365 * 24 * 3600_000;
+
+/** A send_at (RFC 3339, parsed at the edge) that is in the future, at most a year ahead; else 422. */
+function scheduledTime(now: number, sendAt: string): Date {
+  const at = Date.parse(sendAt);
+  if (!(at > now && at <= now + MAX_SCHEDULE_MS)) {
+    throw new DomainError('send_at_out_of_range', 'send_at must be in the future and at most a year ahead');
+  }
+  return new Date(at);
+}
+
+/**
+ * Starts every scheduled campaign whose time has come, each in its own transaction that
+ * fixes its audience at that moment; resolves with the ids this caller started.
+ */
+export async function startDueCampaigns(deps: Pick<Deps, 'db' | 'clock'>): Promise<string[]> {
+  const started: string[] = [];
+  for (;;) {
+    const id = await deps.db.transaction().execute(async (trx) => {
+      await allowLongStatements(trx, { timeoutMs: AUDIENCE_TIMEOUT_MS });
+      const campaign = await store.startDueCampaign(trx, new Date(deps.clock()));
+      if (campaign) await store.insertAudience(trx, { id: campaign.id, listId: campaign.list_id, minAffinity: campaign.min_affinity });
+      return campaign?.id;
+    });
+    if (id === undefined) return started;
+    started.push(id);
+  }
 }
 
 /** The mail one person would get, and which of their fields their affinity keeps out of it. */
@@ -111,12 +142,13 @@ export async function sendCampaign(deps: Pick<Deps, 'db' | 'wakeCampaigns'>, id:
 const TRANSITIONS = {
   pause: { from: ['sending'], to: 'paused' },
   resume: { from: ['paused'], to: 'sending' },
-  cancel: { from: ['draft', 'sending', 'paused'], to: 'cancelled' },
+  cancel: { from: ['draft', 'scheduled', 'sending', 'paused'], to: 'cancelled' },
 } as const satisfies Record<string, { from: CampaignStatus[]; to: CampaignStatus }>;
 
 export async function changeCampaignStatus(deps: Pick<Deps, 'db' | 'wakeCampaigns'>, id: string, action: keyof typeof TRANSITIONS): Promise<CampaignView> {
-  const { from, to } = TRANSITIONS[action];
   const current = await getCampaign(deps, id);
+  // A scheduled campaign can be cancelled until it starts, not after (the contract).
+  const { from, to } = action === 'cancel' && current.send_at !== null ? { from: ['scheduled'], to: 'cancelled' } as const : TRANSITIONS[action];
   await deps.db.transaction().execute(async (trx) => {
     if (!(await store.transitionCampaign(trx, id, [...from], to))) {
       throw new DomainError('campaign_state', `cannot ${action} a campaign that is ${current.status}`);

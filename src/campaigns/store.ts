@@ -7,14 +7,16 @@ import { AFFINITY_LEVELS, type AffinityLevel, type CampaignStatus, MESSAGE_STATU
 type Db = Database | Trx;
 
 const campaignColumns = ['c.id', 'c.name', 'l.slug as list', 'l.name as list_name', 'c.list_id', 'c.subject', 'c.min_affinity', 'c.status',
-  'c.created_at', 'c.sending_at', 'c.finished_at'] as const;
+  'c.created_at', 'c.send_at', 'c.sending_at', 'c.finished_at'] as const;
 
 export async function insertCampaign(db: Db, campaign: {
   name: string; listId: string; subject: string; mjml: string; htmlTemplate: string; textTemplate: string; minAffinity: AffinityLevel;
+  sendAt?: Date | undefined;
 }): Promise<string> {
   const row = await db.insertInto('campaigns').values({
     name: campaign.name, list_id: campaign.listId, subject: campaign.subject, mjml: campaign.mjml,
     html_template: campaign.htmlTemplate, text_template: campaign.textTemplate, min_affinity: campaign.minAffinity,
+    ...(campaign.sendAt && { status: 'scheduled', send_at: campaign.sendAt }),
   }).returning('id').executeTakeFirstOrThrow();
   return row.id;
 }
@@ -104,6 +106,25 @@ export async function insertAudience(trx: Trx, campaign: { id: string; listId: s
     on conflict do nothing
   `.execute(trx);
   return Number(result.numAffectedRows ?? 0n);
+}
+
+/**
+ * Starts the scheduled campaign whose time (by `now`) came first, if any: the queue pattern,
+ * so of several workers exactly one starts it (the others skip the locked row, and the status
+ * check excludes it once started). The caller fixes the audience in the same transaction.
+ */
+export async function startDueCampaign(trx: Trx, now: Date) {
+  const { rows } = await sql<{ id: string; list_id: string; min_affinity: AffinityLevel }>`
+    with due as (
+      select id from campaigns where status = 'scheduled' and send_at <= ${now}
+      order by send_at limit 1
+      for update skip locked
+    )
+    update campaigns c set status = 'sending', sending_at = now(), updated_at = now()
+    from due where c.id = due.id and c.status = 'scheduled'
+    returning c.id::text as id, c.list_id::text as list_id, c.min_affinity
+  `.execute(trx);
+  return rows[0];
 }
 
 export async function skipQueuedMessages(db: Db, campaignId: string): Promise<void> {

@@ -18,6 +18,7 @@ const CampaignSchema = z.object({
   min_affinity: z.enum(AFFINITY_LEVELS),
   status: z.enum(CAMPAIGN_STATUSES),
   created_at: z.string(),
+  send_at: z.string().nullable(),
   sending_at: z.string().nullable(),
   finished_at: z.string().nullable(),
   counts: countsSchema(MESSAGE_STATUSES),
@@ -29,6 +30,7 @@ const CreateBody = z.object({
   subject: text().min(1).max(998).openapi({ description: 'a Liquid template' }),
   mjml: text().min(1).max(MAX_MJML_CHARS, `at most ${MAX_MJML_CHARS} characters`).openapi({ description: 'an MJML document; text and free-form attributes may hold Liquid' }),
   min_affinity: z.enum(AFFINITY_LEVELS).optional(),
+  send_at: z.string().datetime({ offset: true }).optional().openapi({ description: 'RFC 3339: the campaign is scheduled and starts by itself then' }),
 }).strict();
 
 const PreviewSchema = z.object({
@@ -46,7 +48,7 @@ export function campaignsApp(deps: Deps): OpenAPIHono<ApiEnv> {
     responses: { 201: { description: 'the draft', ...json(CampaignSchema) }, ...errors, ...notFound, ...TemplateError },
   }), async (c) => {
     const body = c.req.valid('json');
-    const campaign = await createCampaign(deps, { ...body, minAffinity: body.min_affinity });
+    const campaign = await createCampaign(deps, { ...body, minAffinity: body.min_affinity, sendAt: body.send_at });
     return c.json(plain(campaign), 201);
   });
 
