@@ -19,6 +19,8 @@ export type ErrorCode =
   | 'no_material_change'
   /** A campaign's send_at in the past or more than a year ahead. */
   | 'send_at_out_of_range'
+  /** A campaign's segment with keys we do not know: it would silently select more than meant. */
+  | 'segment_invalid'
   | 'unauthorized'
   | 'cross_site'
   | 'rate_limited'

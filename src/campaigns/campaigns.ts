@@ -18,6 +18,7 @@ export interface CampaignView {
   status: CampaignStatus;
   created_at: Date;
   send_at: Date | null;
+  segment: store.Segment | null;
   sending_at: Date | null;
   finished_at: Date | null;
   counts: Record<MessageStatus, number>;
@@ -33,7 +34,7 @@ async function views(deps: Pick<Deps, 'db'>, rows: NonNullable<Awaited<ReturnTyp
   const counts = await store.countMessages(deps.db, rows.map((row) => row.id));
   return rows.map((row) => ({
     id: row.id, name: row.name, list: row.list, subject: row.subject, min_affinity: row.min_affinity, status: row.status,
-    created_at: row.created_at, send_at: row.send_at, sending_at: row.sending_at, finished_at: row.finished_at,
+    created_at: row.created_at, send_at: row.send_at, segment: row.segment, sending_at: row.sending_at, finished_at: row.finished_at,
     counts: counts.get(row.id) ?? zeroCounts(MESSAGE_STATUSES),
   }));
 }
@@ -70,14 +71,33 @@ function sampleContext(deps: MessageDeps, list: { name: string }): Record<string
  */
 export async function createCampaign(deps: Pick<Deps, 'db' | 'templateSandbox' | 'clock'> & MessageDeps, input: {
   name: string; list: string; subject: string; mjml: string; minAffinity?: AffinityLevel | undefined; sendAt?: string | undefined;
+  segment?: store.Segment | undefined;
 }): Promise<CampaignView> {
   const sendAt = input.sendAt === undefined ? undefined : scheduledTime(deps.clock(), input.sendAt);
+  checkSegment(input.segment);
   const list = await getList(deps, input.list);
   const compiled = await deps.templateSandbox.compile({ subject: input.subject, mjml: input.mjml, sample: sampleContext(deps, list) });
   const id = await store.insertCampaign(deps.db, {
-    name: input.name, listId: list.id, subject: input.subject, mjml: input.mjml, ...compiled, minAffinity: input.minAffinity ?? 'confirmed', sendAt,
+    name: input.name, listId: list.id, subject: input.subject, mjml: input.mjml, ...compiled, minAffinity: input.minAffinity ?? 'confirmed', sendAt, segment: input.segment,
   });
   return getCampaign(deps, id);
+}
+
+const SEGMENT_KEYS = new Set(['attributes', 'locales', 'confirmed_before', 'confirmed_after']);
+
+/** 422 for a key we do not know: ignored, a misspelt key would widen the audience unseen. */
+function checkSegment(segment: store.Segment | undefined): void {
+  const unknown = Object.keys(segment ?? {}).filter((key) => !SEGMENT_KEYS.has(key));
+  if (unknown.length > 0) {
+    throw new DomainError('segment_invalid', `unknown segment keys: ${unknown.join(', ')}`, Object.fromEntries(unknown.map((key) => [key, 'unknown'])));
+  }
+}
+
+/** How many the campaign would reach now, by affinity level, and what the terms, the segment and the level leave out. */
+export async function campaignAudience(deps: Pick<Deps, 'db'>, id: string): Promise<store.AudienceCount> {
+  const campaign = ID.test(id) ? await store.findCampaign(deps.db, id) : undefined;
+  if (!campaign) throw notFound(id);
+  return store.countAudience(deps.db, { listId: campaign.list_id, minAffinity: campaign.min_affinity, segment: campaign.segment });
 }
 
 const MAX_SCHEDULE_MS = 365 * 24 * 3600_000;
@@ -101,7 +121,7 @@ export async function startDueCampaigns(deps: Pick<Deps, 'db' | 'clock'>): Promi
     const id = await deps.db.transaction().execute(async (trx) => {
       await allowLongStatements(trx, { timeoutMs: AUDIENCE_TIMEOUT_MS });
       const campaign = await store.startDueCampaign(trx, new Date(deps.clock()));
-      if (campaign) await store.insertAudience(trx, { id: campaign.id, listId: campaign.list_id, minAffinity: campaign.min_affinity });
+      if (campaign) await store.insertAudience(trx, { id: campaign.id, listId: campaign.list_id, minAffinity: campaign.min_affinity, segment: campaign.segment });
       return campaign?.id;
     });
     if (id === undefined) return started;
@@ -133,7 +153,7 @@ export async function sendCampaign(deps: Pick<Deps, 'db' | 'wakeCampaigns'>, id:
     if (!(await store.transitionCampaign(trx, id, ['draft'], 'sending'))) {
       throw new DomainError('campaign_not_draft', `campaign ${id} is ${campaign.status}, not a draft`);
     }
-    await store.insertAudience(trx, { id, listId: campaign.list_id, minAffinity: campaign.min_affinity });
+    await store.insertAudience(trx, { id, listId: campaign.list_id, minAffinity: campaign.min_affinity, segment: campaign.segment });
   });
   deps.wakeCampaigns();
   return getCampaign(deps, id);

@@ -20,6 +20,7 @@ export const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   reconsent_needs_text: 422,
   no_material_change: 409,
   send_at_out_of_range: 422,
+  segment_invalid: 422,
   payload_too_large: 413,
   unsupported_media_type: 415,
   rate_limited: 429,
