@@ -4,6 +4,7 @@ import { sql } from 'kysely';
 import type { ReconsentKey } from '../consent/reconsent-store.js';
 import type { Database, Trx } from '../db/database.js';
 import type { MessageStatus, SubscriptionStatus } from '../domain.js';
+import type { Outcome } from './message-store.js';
 import { type Backoff, leaseUntil, retryAt } from './queue-sql.js';
 
 type Db = Database | Trx;
@@ -60,12 +61,8 @@ export async function findReconsentMailData(db: Database, keys: ReconsentKey[]):
   return new Map(rows.map((row) => [reconsentKey(row), row]));
 }
 
-export type ReconsentOutcome =
-  | { kind: 'sent'; messageId: string; response: string }
-  | { kind: 'skipped'; reason: string }
-  | { kind: 'failed'; error: string }
-  | { kind: 'retry'; error: string }
-  | { kind: 'released' };
+/** The same outcomes as a campaign message's. */
+export type ReconsentOutcome = Outcome;
 
 /** Records one claimed mail's outcome if this worker still holds it; says whether it did. */
 export async function recordReconsentOutcome(db: Db, workerId: string, key: ReconsentKey, outcome: ReconsentOutcome, backoff: Backoff): Promise<boolean> {

@@ -10,19 +10,14 @@ import type { Deps } from '../deps.js';
 import { DEFAULT_LOCALE, matchLocale } from '../i18n.js';
 import { reconsentUrl } from '../links/urls.js';
 import { type MailSender, messageId } from '../mail/transport.js';
+import { DEFAULT_CAMPAIGN_OPTIONS } from './campaign.js';
 import { eachLimited, judgeSendFailure, LoopingWorker, type QueueWorkerOptions, WorkerLoop } from './loop.js';
 import { takeSendTokens } from './message-store.js';
 import * as store from './reconsent-store.js';
 
-export const DEFAULT_RECONSENT_OPTIONS: QueueWorkerOptions = {
-  batchSize: 50,
-  concurrency: 5,
-  leaseMs: 5 * 60_000,
-  pollMs: 1_000,
-  retryBaseMs: 30_000,
-  retryMaxMs: 30 * 60_000,
-  maxAttempts: 50,
-};
+// The campaign mails' timing: both queues share the relay and SEND_RATE's bucket.
+const { batchSize, concurrency, leaseMs, pollMs, retryBaseMs, retryMaxMs, maxAttempts } = DEFAULT_CAMPAIGN_OPTIONS;
+export const DEFAULT_RECONSENT_OPTIONS: QueueWorkerOptions = { batchSize, concurrency, leaseMs, pollMs, retryBaseMs, retryMaxMs, maxAttempts };
 
 type WorkerDeps = Pick<Deps, 'db' | 'log' | 'metrics' | 'config' | 'signer' | 'clock' | 'mailTemplates'> & { sender: MailSender };
 
