@@ -169,7 +169,9 @@ export async function countAudience(db: Db, spec: AudienceSpec): Promise<Audienc
       count(*) filter (where a.terms and not a.segment) as left_segment,
       count(*) filter (where a.terms and a.segment and a.level < a.min_rank) as left_affinity
     from (
-      select ${rule.terms} as terms, ${rule.segment} as segment, ${rule.level} as level, ${rule.minRank} as min_rank
+      -- The level costs an index probe per person: only for those the terms and segment let through.
+      select ${rule.terms} as terms, ${rule.segment} as segment, ${rule.minRank} as min_rank,
+        case when ${rule.terms} and ${rule.segment} then ${rule.level} end as level
       ${rule.reachable}
     ) a
   `.execute(db);
