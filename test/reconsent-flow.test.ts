@@ -40,6 +40,9 @@ function reconsentLink(mail: ReceivedMail): string {
 const page = (path: string, method = 'GET', headers: Record<string, string> = {}) =>
   t.service.app.request(path, { method, headers: { 'x-forwarded-for': '203.0.113.7', 'user-agent': 'MailClient/1.0', ...headers } });
 
+const listIdOf = async (slug: string) =>
+  (await t.tdb.query<{ id: string }>('select id::text from lists where slug = $1', [slug])).rows[0]!.id;
+
 const reconsentedEvents = async () => (await t.tdb.query<{ id: string; subscriber_id: string; evidence: Record<string, any> }>(`
   select e.id, e.subscriber_id, v.evidence from consent_events e join consent_evidence v on v.event_id = e.id
   where e.kind = 'reconsented' order by e.id`)).rows;
@@ -139,7 +142,7 @@ describe('re-consent after a material change', () => {
     const link = reconsentLink(mails.get('rc2@example.org')!);
     const token = link.slice('/reconsent/'.length);
     const [payload] = token.split('.');
-    const list = (await t.tdb.query<{ id: string }>(`select id::text from lists where slug = 'terms'`)).rows[0]!.id;
+    const list = await listIdOf('terms');
     const claims = { subscriberId: people[1]!, listId: list, version: 2, expiresAt: t.service.clock.now + 3600_000 };
     const bad = [
       `${link.slice(0, -1)}${link.endsWith('A') ? 'B' : 'A'}`,
@@ -179,6 +182,23 @@ describe('re-consent after a material change', () => {
     expect((await reconsentedEvents()).map((e) => e.subscriber_id)).toEqual([people[0], people[1]]);
     expect(await (await page(preferences)).text()).not.toContain('New wording waiting for your agreement:');
     expect(await campaignReaches('terms')).toEqual(['rc1@example.org', 'rc2@example.org']);
+  });
+
+  it('after the person left the list, the link offers nothing to agree to and its POST records nothing', async () => {
+    const link = reconsentLink(mails.get('rc3@example.org')!);
+    const unsubscribe = `/u/${t.service.deps.signer.signUnsubscribe({ subscriberId: people[2]!, listId: await listIdOf('terms') })}`;
+    const left = await t.service.app.request(unsubscribe, {
+      method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'List-Unsubscribe=One-Click',
+    });
+    expect(left.status).toBe(200);
+    const before = await snapshotAllTables(t.tdb);
+    const shown = await page(link);
+    expect(shown.status).toBe(200);
+    const html = await shown.text();
+    expect(html).not.toContain('<form');
+    expect(html).toContain('nicht mehr');
+    expect((await page(link, 'POST')).status).toBe(200);
+    expect(await snapshotAllTables(t.tdb)).toEqual(before);
   });
 
   it('a run interrupted by a dead worker is taken over once its claim runs out', async () => {
