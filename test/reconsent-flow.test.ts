@@ -215,6 +215,19 @@ describe('re-consent after a material change', () => {
     expect(t.smtp.received.slice(before).flatMap((m) => m.envelopeTo)).toEqual(['late1@example.org']);
   });
 
+  it('does not mail someone who agreed (on the preferences page) before their mail went out', async () => {
+    const [early] = await seedConfirmed(t.tdb, 'terms', 1, { prefix: 'prompt' });
+    expect(await (await t.service.api('POST', '/api/v1/lists/terms/reconsent')).json()).toEqual({ version: 2, queued: 1 });
+    const preferences = `/preferences/${t.service.deps.signer.signPreferences({ subscriberId: early!, expiresAt: t.service.clock.now + 3600_000 })}`;
+    const action = /action="https:\/\/assent\.test(\/reconsent\/[^"]+)"/.exec(await (await page(preferences)).text())![1]!;
+    expect((await page(action, 'POST')).status).toBe(200);
+    const before = t.smtp.received.length;
+    await drain(t.service.reconsentWorker);
+    expect(t.smtp.received.length).toBe(before);
+    const { rows } = await t.tdb.query('select status, last_error from reconsent_messages where subscriber_id = $1', [early]);
+    expect(rows).toEqual([{ status: 'skipped', last_error: 'already agreed' }]);
+  });
+
   it('is paced by SEND_RATE when its worker runs by itself', async () => {
     await seedConfirmed(t.tdb, 'plain', 12, { prefix: 'paced' });
     expect((await t.service.api('PATCH', '/api/v1/lists/plain', { consent_text: 'Plain, and partners.', reconsent: true })).status).toBe(200);
