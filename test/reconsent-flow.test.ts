@@ -202,7 +202,9 @@ describe('re-consent after a material change', () => {
   });
 
   it('a run interrupted by a dead worker is taken over once its claim runs out', async () => {
-    await seedConfirmed(t.tdb, 'terms', 1, { prefix: 'late' });
+    // Confirmed before wordings were versioned: no wording on record to show beside the new one.
+    const [late] = await seedConfirmed(t.tdb, 'terms', 1, { prefix: 'late' });
+    await t.tdb.query('update subscriptions set consent_version = null where subscriber_id = $1', [late]);
     expect(await (await t.service.api('POST', '/api/v1/lists/terms/reconsent')).json()).toEqual({ version: 2, queued: 1 });
     // A worker claims the mail and dies before sending it.
     expect(await claimDueReconsents(t.service.deps.db, 'dead-worker', { limit: 10, leaseMs: 60_000 })).toHaveLength(1);
@@ -212,7 +214,10 @@ describe('re-consent after a material change', () => {
     await t.tdb.query(`update reconsent_messages set locked_until = now() - interval '1 second' where locked_by = 'dead-worker'`);
     const before = t.smtp.received.length;
     await drain(t.service.reconsentWorker);
-    expect(t.smtp.received.slice(before).flatMap((m) => m.envelopeTo)).toEqual(['late1@example.org']);
+    const sent = t.smtp.received.slice(before);
+    expect(sent.flatMap((m) => m.envelopeTo)).toEqual(['late1@example.org']);
+    expect(sent[0]!.parsed.text).toContain('(not recorded: you agreed before we kept each wording)');
+    expect(sent[0]!.parsed.text).toContain(NEW);
   });
 
   it('does not mail someone who agreed (on the preferences page) before their mail went out', async () => {

@@ -89,12 +89,14 @@ export class MailTemplates {
    * a link to the page whose button records their agreement. Like the confirmation, it asks
    * and carries no advertising.
    */
-  renderReconsent(input: { locale: Locale; email: string; listName: string; oldText: string; newText: string; url: string }): RenderedMail {
+  renderReconsent(input: { locale: Locale; email: string; listName: string; oldText: string | null; newText: string; url: string }): RenderedMail {
     const values = { list: input.listName, email: input.email };
     const m = Object.fromEntries(['subject', 'preview', 'heading', 'intro', 'old', 'new', 'button', 'ignore']
       .map((key) => [key, formatMessage(this.text(input.locale, `mail.reconsent.${key}`), values)]));
     m.link_hint = formatMessage(this.text(input.locale, 'mail.confirm.link_hint'), values);
-    m.old_text = escapeHtml(input.oldText).replace(/\r?\n/g, '<br />');
+    // Confirmed before versions were kept: say so rather than show an empty wording.
+    m.old_text = input.oldText === null ? escapeHtml(this.text(input.locale, 'mail.reconsent.old_unknown'))
+      : escapeHtml(input.oldText).replace(/\r?\n/g, '<br />');
     m.new_text = escapeHtml(input.newText).replace(/\r?\n/g, '<br />');
     m.controller = this.controllerLine(input.locale);
     const html = this.liquid.renderSync(this.reconsent, { locale: input.locale, m, url: escapeHtml(input.url) }) as string;

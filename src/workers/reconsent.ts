@@ -72,7 +72,7 @@ export class ReconsentWorker extends LoopingWorker {
       locale: matchLocale(mail.locale) ?? DEFAULT_LOCALE,
       email: mail.email,
       listName: mail.list_name,
-      oldText: mail.old_text ?? '',
+      oldText: mail.old_text,
       newText: mail.new_text,
       url: reconsentUrl(this.deps, { subscriberId: mail.subscriber_id, listId: mail.list_id, version: message.version }),
     });
