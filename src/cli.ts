@@ -16,7 +16,8 @@ const USAGE = `usage: assent [command]
 
   (no command)     serve HTTP and run the mail workers in one process
   serve            HTTP only
-  worker           mail workers only
+  worker           mail workers only (and the inbound SMTP listener, with INBOUND_SMTP_PORT)
+  inbound          the inbound SMTP listener for bounces and complaints only (INBOUND_SMTP_PORT)
   migrate          apply pending database migrations and exit
   lists create --slug SLUG --name NAME --consent-text TEXT [--fields first_name,last_name]
   keys create --name NAME   a marketer API key; the key is printed once, only its hash is kept
@@ -170,6 +171,7 @@ async function run(argv: string[]): Promise<number> {
     case undefined: await main(['serve', 'worker']); return -1;
     case 'serve': await main(['serve']); return -1;
     case 'worker': await main(['worker']); return -1;
+    case 'inbound': await main(['inbound']); return -1;
     case 'migrate': await withDatabase(async () => undefined); process.stdout.write('migrations applied\n'); return 0;
     case 'verify': return (await verifyAll()) ? 0 : 1;
     case 'keys': return keys(rest);

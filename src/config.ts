@@ -1,5 +1,6 @@
 // The environment, parsed once into one typed, frozen object. Nothing else reads process.env.
 import { z } from 'zod';
+import { bounceAddressFitsTags } from './inbound/verp.js';
 import { parseConsentLogKey } from './log/keys.js';
 import type { SignerKey } from './log/note.js';
 
@@ -49,6 +50,22 @@ export interface Config {
     readonly key: SignerKey | undefined;
     /** An RFC 3161 time-stamping authority for every checkpoint. */
     readonly tsaUrl: string | undefined;
+  };
+  /** Bounces and complaints (issue 18; README, "Bounces and complaints"). */
+  readonly inbound: {
+    /** The envelope sender's base, `bounces@…`; each mail's gets a signed tag after a `+` (VERP). */
+    readonly bounceAddress: string | undefined;
+    /** The SMTP listener for reports, in the worker role and `assent inbound`; undefined: none. */
+    readonly smtpPort: number | undefined;
+    /** Where it listens; HOST unless INBOUND_SMTP_HOST says otherwise (an MX faces the internet). */
+    readonly smtpHost: string;
+    readonly sesTopicArns: readonly string[];
+    readonly postmarkWebhookToken: string | undefined;
+    readonly sendgridWebhookKey: string | undefined;
+    readonly mailgunSigningKey: string | undefined;
+    /** A campaign pauses itself past these shares of its delivered mails (after 1,000). */
+    readonly complaintPauseRate: number;
+    readonly bouncePauseRate: number;
   };
   /** Who holds the data (GDPR Art. 13; ISO/IEC TS 27560 "controller"), named in mails, pages and receipts. */
   readonly controller: {
@@ -116,6 +133,15 @@ const envSchema = z.object({
   CONTROLLER_NAME: z.string().min(1).max(200).optional(),
   CONTROLLER_CONTACT: z.string().min(3).max(320).optional(),
   PRIVACY_URL: z.url({ protocol: /^https?$/ }).optional(),
+  BOUNCE_ADDRESS: z.email('must be an address such as bounces@mail.example.org').optional(),
+  INBOUND_SMTP_PORT: z.coerce.number().int().min(0).max(65535).optional(),
+  INBOUND_SMTP_HOST: z.string().min(1).optional(),
+  SES_TOPIC_ARNS: z.string().optional(),
+  POSTMARK_WEBHOOK_TOKEN: z.string().min(16, 'at least 16 characters').optional(),
+  SENDGRID_WEBHOOK_KEY: z.string().min(1).optional(),
+  MAILGUN_SIGNING_KEY: z.string().min(1).optional(),
+  COMPLAINT_PAUSE_RATE: z.coerce.number().gt(0).max(1).default(0.003),
+  BOUNCE_PAUSE_RATE: z.coerce.number().gt(0).max(1).default(0.05),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
@@ -163,6 +189,9 @@ export function parseConfig(env: Record<string, string | undefined>): ConfigResu
   if (dkimParts.length > 0 && dkimParts.length < 3) {
     problems.push('DKIM_DOMAIN, DKIM_SELECTOR and DKIM_PRIVATE_KEY must be set together');
   }
+  if (e.BOUNCE_ADDRESS && (e.BOUNCE_ADDRESS.includes('+') || !bounceAddressFitsTags(e.BOUNCE_ADDRESS))) {
+    problems.push('BOUNCE_ADDRESS: its local part must leave room for "+" and a 55-character tag (at most 8 characters) and hold no "+"');
+  }
   if (problems.length > 0) return { ok: false, problems };
 
   const config: Config = {
@@ -191,6 +220,17 @@ export function parseConfig(env: Record<string, string | undefined>): ConfigResu
       : undefined,
     logLevel: e.LOG_LEVEL,
     consentLog: { origin, key: logKey as SignerKey | undefined, tsaUrl: e.TSA_URL },
+    inbound: {
+      bounceAddress: e.BOUNCE_ADDRESS,
+      smtpPort: e.INBOUND_SMTP_PORT,
+      smtpHost: e.INBOUND_SMTP_HOST ?? e.HOST,
+      sesTopicArns: list(e.SES_TOPIC_ARNS),
+      postmarkWebhookToken: e.POSTMARK_WEBHOOK_TOKEN,
+      sendgridWebhookKey: e.SENDGRID_WEBHOOK_KEY,
+      mailgunSigningKey: e.MAILGUN_SIGNING_KEY,
+      complaintPauseRate: e.COMPLAINT_PAUSE_RATE,
+      bouncePauseRate: e.BOUNCE_PAUSE_RATE,
+    },
     controller: { name: e.CONTROLLER_NAME, contact: e.CONTROLLER_CONTACT, privacyUrl: e.PRIVACY_URL },
   };
   return { ok: true, config: Object.freeze(config) };

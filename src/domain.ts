@@ -44,6 +44,15 @@ export const isOpenSubscription = (status: SubscriptionStatus): boolean =>
 export const CONSENT_EVENT_KINDS = ['requested', 'confirmed', 'withdrawn', 'erased', 'bounced', 'complained', 'imported', 'reconsented'] as const;
 export type ConsentEventKind = (typeof CONSENT_EVENT_KINDS)[number];
 
+/**
+ * What a bounce or complaint about a mail of ours did (issue 18): ended subscriptions
+ * (bounced, complained), was counted toward three soft bounces (counted), or nothing (none).
+ * The first two are also counted per campaign.
+ */
+export const REPORT_EFFECTS = ['bounced', 'complained', 'counted', 'none'] as const;
+export type ReportEffect = (typeof REPORT_EFFECTS)[number];
+export const CAMPAIGN_REPORT_COUNTS = ['bounced', 'complained'] as const satisfies readonly ReportEffect[];
+
 /** scheduled: waits for its send_at, then starts by itself (issue 20). */
 export const CAMPAIGN_STATUSES = ['draft', 'scheduled', 'sending', 'paused', 'sent', 'cancelled'] as const;
 export type CampaignStatus = (typeof CAMPAIGN_STATUSES)[number];

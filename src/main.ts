@@ -22,13 +22,16 @@ import { MailTemplates } from './mail/templates.js';
 import { folderSender, type MailSender, smtpSender } from './mail/transport.js';
 import { createMetrics, registerQueueGauges } from './metrics.js';
 import { loadOrCreateDevSecret } from './secrets.js';
+import { clearOldRawReports } from './consent/reports.js';
 import { CampaignWorker } from './workers/campaign.js';
+import { InboundSmtpListener } from './workers/inbound-smtp.js';
 import { countQueuedMessages } from './workers/message-store.js';
 import { OutboxWorker } from './workers/outbox.js';
 import { ReconsentWorker } from './workers/reconsent.js';
 import { countQueuedMails } from './workers/outbox-store.js';
 
-export type Role = 'serve' | 'worker';
+/** serve: HTTP; worker: the mail workers (and the inbound SMTP listener when INBOUND_SMTP_PORT is set); inbound: that listener alone. */
+export type Role = 'serve' | 'worker' | 'inbound';
 
 /** Reads the environment or exits with one line per problem. */
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
@@ -114,6 +117,8 @@ export async function buildDeps(config: Config, log: Logger, db: Database, wake:
 
 export interface Service {
   deps: Deps;
+  /** The port of the inbound SMTP listener, when it runs. */
+  inboundSmtpPort: number | undefined;
   server: ServerType;
   /** The listener on METRICS_PORT, when set. */
   metricsServer: ServerType | undefined;
@@ -191,9 +196,15 @@ export async function startService(config: Config, roles: readonly Role[], log =
     reconsentWorker.start();
     log.info({ workers: [worker.id, campaignWorker.id], transport: config.smtpUrl ? 'smtp' : path.join(config.dataDir, 'outbox') }, 'mail workers started');
   }
+  const inbound = await startInbound(deps, roles).catch(async (error: unknown) => {
+    await Promise.all([worker?.stop(), campaignWorker?.stop(), reconsentWorker?.stop(), consentLogWorker.stop()]);
+    sender?.close();
+    await database.close();
+    throw error;
+  });
   // Workers finish or give back what they hold, then the SMTP pool and the database close.
   const stopBehindServer = async () => {
-    await Promise.all([worker?.stop(), campaignWorker?.stop(), reconsentWorker?.stop(), consentLogWorker.stop()]);
+    await Promise.all([worker?.stop(), campaignWorker?.stop(), reconsentWorker?.stop(), consentLogWorker.stop(), inbound?.stop()]);
     if (sender) log.info('mail workers stopped');
     sender?.close();
     await database.close();
@@ -204,6 +215,7 @@ export async function startService(config: Config, roles: readonly Role[], log =
   });
   return {
     deps,
+    inboundSmtpPort: inbound?.port,
     server,
     metricsServer,
     async stop() {
@@ -211,6 +223,33 @@ export async function startService(config: Config, roles: readonly Role[], log =
       await stopBehindServer();
     },
   };
+}
+
+const HOUR_MS = 3_600_000;
+
+/**
+ * The inbound SMTP listener (worker role with INBOUND_SMTP_PORT, or the inbound role), and
+ * the hourly clearing of raw reports past their 30 days, which every worker or inbound
+ * process does, listener or not: reports arrive by the HTTP hooks too.
+ */
+async function startInbound(deps: Deps, roles: readonly Role[]): Promise<{ port: number | undefined; stop(): Promise<void> } | undefined> {
+  const { config, log } = deps;
+  if (roles.includes('inbound') && config.inbound.smtpPort === undefined) {
+    throw new Error('assent inbound needs INBOUND_SMTP_PORT: the port to take bounces and complaints on');
+  }
+  if (!(roles.includes('worker') || roles.includes('inbound'))) return undefined;
+  const clear = () => clearOldRawReports(deps).then(
+    (cleared) => cleared > 0 && log.info({ cleared }, 'raw reports past 30 days cleared'),
+    (error: unknown) => log.warn({ err: error }, 'could not clear old raw reports'));
+  void clear();
+  const timer = setInterval(clear, HOUR_MS);
+  timer.unref();
+  const listener = config.inbound.smtpPort === undefined ? undefined : new InboundSmtpListener(deps);
+  const port = await listener?.start(config.inbound.smtpPort!, config.inbound.smtpHost).catch((error: unknown) => {
+    clearInterval(timer);
+    throw error;
+  });
+  return { port, async stop() { clearInterval(timer); await listener?.stop(); } };
 }
 
 export async function main(roles: readonly Role[]): Promise<void> {

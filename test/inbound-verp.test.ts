@@ -4,6 +4,8 @@ import {
   bounceAddressFitsTags, parseVerpRecipient, resolveVerp, signVerpTag, VERP_TAG_MAX_LENGTH, verifyVerpTag,
   verpAddress, verpKeysFromSecrets, type VerpClaims,
 } from '../src/inbound/verp.js';
+import type { Config } from '../src/config.js';
+import { mailTagger } from '../src/mail/envelope.js';
 
 const [KEY_A, KEY_B] = verpKeysFromSecrets(['a'.repeat(40), 'b'.repeat(40)]) as [Buffer, Buffer];
 const BOUNCES = 'bounces@mail.example.org';
@@ -118,5 +120,23 @@ describe('VERP addresses', () => {
     expect(resolveVerp(['someone@example.com', forged, verpAddress(BOUNCES, tag)], verp)).toEqual(claims);
     expect(resolveVerp([tag.toUpperCase()], verp)).toEqual(claims);
     expect(resolveVerp(['someone@example.com', forged], verp)).toBeUndefined();
+  });
+});
+
+describe('where a mail carries its tag (mail/envelope.ts)', () => {
+  const inbound = { bounceAddress: BOUNCES, postmarkWebhookToken: undefined, sendgridWebhookKey: undefined, mailgunSigningKey: undefined } as unknown as Config['inbound'];
+  const claims: VerpClaims = { kind: 'outbox', outboxId: '7' };
+  const tagger = (settings: Partial<Config['inbound']>) => mailTagger({ inbound: { ...inbound, ...settings }, tokenSecrets: ['a'.repeat(40)] });
+
+  it('in the envelope sender only, unless a provider that echoes headers is configured', () => {
+    const tag = signVerpTag(claims, [KEY_A]);
+    expect(tagger({})(claims)).toEqual({ envelopeFrom: `bounces+${tag}@mail.example.org`, headers: {} });
+    expect(tagger({ postmarkWebhookToken: 'token' })(claims)!.headers).toEqual({ 'X-PM-Metadata-verp': tag });
+    expect(tagger({ sendgridWebhookKey: 'key' })(claims)!.headers).toEqual({ 'X-SMTPAPI': `{"unique_args": {"verp": "${tag}"}}` });
+    expect(tagger({ mailgunSigningKey: 'key' })(claims)!.headers).toEqual({ 'X-Mailgun-Variables': `{"verp": "${tag}"}` });
+  });
+
+  it('nowhere without BOUNCE_ADDRESS', () => {
+    expect(tagger({ bounceAddress: undefined, postmarkWebhookToken: 'token', sendgridWebhookKey: 'key', mailgunSigningKey: 'key' })(claims)).toBeUndefined();
   });
 });

@@ -2,7 +2,9 @@
 // their statuses) are in domain.ts's glossary.
 import type { Deps } from '../deps.js';
 import { allowLongStatements } from '../db/database.js';
-import { type AffinityLevel, type CampaignStatus, MESSAGE_STATUSES, type MessageStatus, UUID, zeroCounts } from '../domain.js';
+import {
+  type AffinityLevel, CAMPAIGN_REPORT_COUNTS, type CampaignStatus, MESSAGE_STATUSES, type MessageStatus, UUID, zeroCounts,
+} from '../domain.js';
 import { DomainError } from '../errors.js';
 import { previewLinks } from '../links/urls.js';
 import { getList } from '../lists/lists.js';
@@ -21,7 +23,10 @@ export interface CampaignView {
   segment: store.Segment | null;
   sending_at: Date | null;
   finished_at: Date | null;
-  counts: Record<MessageStatus, number>;
+  /** Why it paused itself (a complaint or bounce rate); null otherwise. */
+  paused_reason: string | null;
+  /** Messages by status, and the reports that bounced or complained about them. */
+  counts: Record<MessageStatus | (typeof CAMPAIGN_REPORT_COUNTS)[number], number>;
 }
 
 // At most 18 digits: every such number fits a bigint, where 19 digits could pass 2^63 - 1 and
@@ -31,11 +36,13 @@ const ID = /^[1-9]\d{0,17}$/;
 const notFound = (id: string) => new DomainError('campaign_not_found', `there is no campaign ${id}`);
 
 async function views(deps: Pick<Deps, 'db'>, rows: NonNullable<Awaited<ReturnType<typeof store.findCampaign>>>[]): Promise<CampaignView[]> {
-  const counts = await store.countMessages(deps.db, rows.map((row) => row.id));
+  const ids = rows.map((row) => row.id);
+  const [counts, reports] = await Promise.all([store.countMessages(deps.db, ids), store.countCampaignReports(deps.db, ids)]);
   return rows.map((row) => ({
     id: row.id, name: row.name, list: row.list, subject: row.subject, min_affinity: row.min_affinity, status: row.status,
     created_at: row.created_at, send_at: row.send_at, segment: row.segment, sending_at: row.sending_at, finished_at: row.finished_at,
-    counts: counts.get(row.id) ?? zeroCounts(MESSAGE_STATUSES),
+    paused_reason: row.paused_reason,
+    counts: { ...(counts.get(row.id) ?? zeroCounts(MESSAGE_STATUSES)), ...(reports.get(row.id) ?? zeroCounts(CAMPAIGN_REPORT_COUNTS)) },
   }));
 }
 

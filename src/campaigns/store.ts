@@ -7,7 +7,7 @@ import { AFFINITY_LEVELS, type AffinityLevel, type CampaignStatus, MESSAGE_STATU
 type Db = Database | Trx;
 
 const campaignColumns = ['c.id', 'c.name', 'l.slug as list', 'l.name as list_name', 'c.list_id', 'c.subject', 'c.min_affinity', 'c.status',
-  'c.created_at', 'c.send_at', 'c.sending_at', 'c.finished_at', 'c.segment'] as const;
+  'c.created_at', 'c.send_at', 'c.sending_at', 'c.finished_at', 'c.segment', 'c.paused_reason'] as const;
 
 export async function insertCampaign(db: Db, campaign: {
   name: string; listId: string; subject: string; mjml: string; htmlTemplate: string; textTemplate: string; minAffinity: AffinityLevel;
@@ -63,6 +63,7 @@ export async function transitionCampaign(db: Db, id: string, from: CampaignStatu
   return db.updateTable('campaigns')
     .set({
       status: to,
+      paused_reason: null,
       updated_at: sql`now()`,
       ...(to === 'sending' && from.includes('draft') && { sending_at: sql`now()` }),
       ...((to === 'sent' || to === 'cancelled') && { finished_at: sql`now()` }),
@@ -236,4 +237,32 @@ export async function findRecipients(db: Database, ids: string[]): Promise<Recip
         .orderBy('a.id', 'desc').limit(1).as('affinity')])
     .where('s.id', '=', anyOf(ids, 'uuid')).where('s.erased_at', 'is', null)
     .execute();
+}
+
+/** Bounced and complained per campaign, as its counts show them. */
+export async function countCampaignReports(db: Db, campaignIds: string[]): Promise<Map<string, { bounced: number; complained: number }>> {
+  if (campaignIds.length === 0) return new Map();
+  const rows = await db.selectFrom('inbound_reports')
+    .select((eb) => [
+      'campaign_id',
+      eb.fn.countAll<string>().filterWhere('effect', '=', 'bounced').as('bounced'),
+      eb.fn.countAll<string>().filterWhere('effect', '=', 'complained').as('complained'),
+    ])
+    .where('campaign_id', 'in', campaignIds).where('effect', 'in', ['bounced', 'complained'])
+    .groupBy('campaign_id').execute();
+  return new Map(rows.map((row) => [row.campaign_id!, { bounced: Number(row.bounced), complained: Number(row.complained) }]));
+}
+
+/** The campaign's messages the relay took: the "delivered" that complaint and bounce rates divide by. */
+export async function countSentMessages(db: Db, campaignId: string): Promise<number> {
+  const row = await db.selectFrom('campaign_messages').select((eb) => eb.fn.countAll<string>().as('count'))
+    .where('campaign_id', '=', campaignId).where('status', '=', 'sent').executeTakeFirstOrThrow();
+  return Number(row.count);
+}
+
+/** Pauses a sending campaign with its reason; false when it was not sending. */
+export async function pauseCampaignWithReason(db: Db, campaignId: string, reason: string): Promise<boolean> {
+  const result = await db.updateTable('campaigns').set({ status: 'paused', paused_reason: reason, updated_at: sql`now()` })
+    .where('id', '=', campaignId).where('status', '=', 'sending').executeTakeFirst();
+  return result.numUpdatedRows > 0n;
 }

@@ -8,6 +8,7 @@ import { getList } from '../lists/lists.js';
 import { logIndexes } from '../log/store.js';
 import { addressHash } from './address.js';
 import { appendConsentEvent, chainHead, verifyChain, withoutLinkTokens } from './ledger.js';
+import { scrubReportsAbout } from './report-store.js';
 import * as store from './store.js';
 import * as subscribers from './subscriber-store.js';
 import { WITHDRAWAL_WAIT_MS } from './unsubscribe.js';
@@ -164,6 +165,7 @@ export async function eraseSubscriber(deps: Db, id: string, requestedBy: { by: '
     await subscribers.deleteEvidenceOf(trx, id);
     await subscribers.deleteAffinityEventsOf(trx, id);
     await subscribers.scrubMailsTo(trx, id);
+    await scrubReportsAbout(trx, id);
     await subscribers.closeSubscriptionsOf(trx, id);
     await subscribers.deleteIdempotentAnswersAbout(trx, subscriber);
     await subscribers.blankSubscriber(trx, id);

@@ -2,8 +2,9 @@
 // database fills in.
 import type { ColumnType, Generated, Insertable, Selectable } from 'kysely';
 import type {
-  AffinityLevel, CampaignStatus, ConsentEventKind, MessageStatus, OutboxMailKind, OutboxMailStatus, SubscriptionStatus,
+  AffinityLevel, CampaignStatus, ConsentEventKind, MessageStatus, OutboxMailKind, OutboxMailStatus, ReportEffect, SubscriptionStatus,
 } from '../domain.js';
+import type { ReportKind, ReportProvider } from '../inbound/types.js';
 
 type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
 type Json<T> = ColumnType<T, string, string>;
@@ -124,6 +125,7 @@ export interface DB {
   campaign_messages: CampaignMessagesTable;
   send_rate_bucket: SendRateBucketTable;
   preferences_link_requests: PreferencesLinkRequestsTable;
+  inbound_reports: InboundReportsTable;
   reconsent_messages: ReconsentMessagesTable;
 }
 
@@ -170,6 +172,8 @@ export interface CampaignsTable {
   /** When a scheduled campaign starts by itself (migration 0010). */
   send_at: Date | null;
   segment: ColumnType<Record<string, unknown> | null, string | null | undefined, string | null>;
+  /** Why it paused itself (migration 0008); null when a person paused it. */
+  paused_reason: Generated<string | null>;
 }
 
 export interface CampaignMessagesTable {
@@ -215,4 +219,21 @@ export interface ReconsentMessagesTable {
   last_error: string | null;
   created_at: Generated<Date>;
   sent_at: Date | null;
+}
+
+/** A bounce or complaint that matched a mail of ours (migration 0008), kept once per report_id. */
+export interface InboundReportsTable {
+  report_id: string;
+  provider: ReportProvider;
+  kind: ReportKind;
+  effect: ReportEffect;
+  subscriber_id: string;
+  campaign_id: string | null;
+  outbox_id: string | null;
+  matched_by: 'verp' | 'message_id';
+  status: string | null;
+  diagnostic: string | null;
+  /** The report as it came, for support: cleared after 30 days and on erasure. */
+  raw: Buffer | null;
+  received_at: Generated<Date>;
 }

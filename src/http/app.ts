@@ -10,6 +10,7 @@ import { apiApp } from './api/index.js';
 import { consentLogApp } from './consent-log.js';
 import type { AppEnv } from './env.js';
 import { type ErrorBody, STATUS } from './errors.js';
+import { hooksApp, type HooksOptions } from './hooks.js';
 import { metricsOnPublicPort, opsApp } from './ops.js';
 import { Pages } from './pages.js';
 import { preferencesApp } from './preferences.js';
@@ -41,7 +42,7 @@ function toDomainError(error: unknown): DomainError | undefined {
   return undefined;
 }
 
-export function createApp(deps: Deps): Hono<AppEnv> {
+export function createApp(deps: Deps, options: { hooks?: HooksOptions } = {}): Hono<AppEnv> {
   const pages = new Pages(deps.catalogues, { controller: deps.config.controller });
   const app = new Hono<AppEnv>();
 
@@ -72,6 +73,7 @@ export function createApp(deps: Deps): Hono<AppEnv> {
 
   app.route('/', opsApp(deps, { metrics: metricsOnPublicPort(deps.config) }));
   app.route('/api', apiApp(deps));
+  app.route('/hooks', hooksApp(deps, options.hooks));
   app.route('/', consentLogApp(deps.consentLog));
   app.route('/', publicApp(deps, pages));
   app.route('/', preferencesApp(deps, pages));

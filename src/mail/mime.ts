@@ -9,6 +9,7 @@
 // campaign's mails differ from each other in a few lines (a greeting, the links), so the
 // lines equal to the last mail's are not encoded again.
 import { randomUUID } from 'node:crypto';
+import type { MailTag } from './envelope.js';
 import MimeNode from 'nodemailer/lib/mime-node';
 import { encodeWord, isPlainText, quoteString } from 'nodemailer/lib/mime-funcs';
 import { encode as qpEncode, wrap as qpWrap } from 'nodemailer/lib/qp';
@@ -20,6 +21,8 @@ export interface OutgoingMail {
   html: string;
   text: string;
   messageId: string;
+  /** The mail's signed tag (mail/envelope.ts): its envelope sender and provider headers. */
+  tag?: MailTag | undefined;
   headers?: Record<string, string>;
   /** List-* headers (RFC 2369, RFC 2919), as nodemailer's `list` option takes them. */
   list?: Record<string, { url: string; comment?: string }>;
@@ -90,6 +93,8 @@ export function buildMessage(mail: OutgoingMail): BuiltMessage {
     root.addHeader(`List-${key}`, { prepared: true, foldLines: true, value: listHeaderValue(key.toLowerCase(), value) });
   }
   for (const [key, value] of Object.entries(mail.headers ?? {})) root.setHeader(key, value);
+  // Folded, never encoded: the tag headers are ASCII, and the providers read them as they are.
+  for (const [key, value] of Object.entries(mail.tag?.headers ?? {})) root.setHeader(key, { prepared: true, foldLines: true, value });
   const headers = root.buildHeaders();
   const boundary = `--${root.boundary as string}`;
   const raw = `${headers}\r\n\r\n`
@@ -97,5 +102,5 @@ export function buildMessage(mail: OutgoingMail): BuiltMessage {
     + `${boundary}\r\n${PART_HEADERS.html}\r\n\r\n${quotedPrintable(mail.html)}\r\n`
     + `${boundary}--\r\n`;
   const envelope = root.getEnvelope();
-  return { raw, envelope: { from: envelope.from || '', to: envelope.to } };
+  return { raw, envelope: { from: mail.tag?.envelopeFrom ?? (envelope.from || ''), to: envelope.to } };
 }

@@ -20,6 +20,7 @@ import { findCampaignTemplates, findRecipients, finishCampaignIfDone, type Recip
 import { MailRenderError } from '../campaigns/templates.js';
 import type { Deps } from '../deps.js';
 import { recipientLinks } from '../links/urls.js';
+import { mailTagger } from '../mail/envelope.js';
 import { type MailSender, messageId, type OutgoingMail, SendError } from '../mail/transport.js';
 import * as store from './message-store.js';
 import { eachChunk, judgeSendFailure, LoopingWorker, type QueueWorkerOptions, recordPersistently, WorkerLoop } from './loop.js';
@@ -59,9 +60,11 @@ export class CampaignWorker extends LoopingWorker {
   private readonly campaigns = new Map<string, CampaignData>();
   /** How long a send has been taking (a moving average), to size the chunks. Unknown at first: chunks of one. */
   private sendMs = Number.POSITIVE_INFINITY;
+  private readonly tag: ReturnType<typeof mailTagger>;
 
   constructor(private readonly deps: WorkerDeps, options: Partial<CampaignWorkerOptions> = {}) {
     super();
+    this.tag = mailTagger(deps.config);
     this.options = { ...DEFAULT_CAMPAIGN_OPTIONS, ...options };
     this.loop = new WorkerLoop(() => this.round(), { pollMs: this.options.pollMs, name: this.id }, deps.log);
   }
@@ -183,7 +186,8 @@ export class CampaignWorker extends LoopingWorker {
     const started = performance.now();
     const stopTimer = metrics.sendLatency.startTimer({ kind: 'campaign' });
     try {
-      const response = await sender.send({ ...build(), messageId: id });
+      const tag = this.tag({ kind: 'campaign', campaignId: message.campaign_id, subscriberId: message.subscriber_id });
+      const response = await sender.send({ ...build(), messageId: id, tag });
       stopTimer();
       metrics.mailsSent.inc({ kind: 'campaign' });
       return { kind: 'sent', messageId: id, response };

@@ -7,6 +7,7 @@ import { hostname } from 'node:os';
 import { resolvePreferencesLinkRequests } from '../consent/preferences.js';
 import type { Deps } from '../deps.js';
 import { addressTag } from '../log.js';
+import { mailTagger } from '../mail/envelope.js';
 import type { MailSender } from '../mail/transport.js';
 import { eachLimited, judgeSendFailure, LoopingWorker, type QueueWorkerOptions, recordPersistently, WorkerLoop } from './loop.js';
 import * as store from './outbox-store.js';
@@ -31,9 +32,11 @@ export class OutboxWorker extends LoopingWorker {
   readonly id = `${hostname()}:${process.pid}:outbox:${randomUUID().slice(0, 8)}`;
   private readonly options: OutboxWorkerOptions;
   protected readonly loop: WorkerLoop;
+  private readonly tag: ReturnType<typeof mailTagger>;
 
   constructor(private readonly deps: WorkerDeps, options: Partial<OutboxWorkerOptions> = {}) {
     super();
+    this.tag = mailTagger(deps.config);
     this.options = { ...DEFAULT_OUTBOX_OPTIONS, ...options };
     this.loop = new WorkerLoop(async () => ({ full: (await this.runOnce()) >= this.options.batchSize }),
       { pollMs: this.options.pollMs, name: this.id }, deps.log);
@@ -62,7 +65,7 @@ export class OutboxWorker extends LoopingWorker {
     try {
       response = await sender.send({
         from: config.mailFrom, to: mail.recipient, subject: mail.subject ?? '', html: mail.html ?? '', text: mail.text ?? '',
-        messageId: mail.message_id,
+        messageId: mail.message_id, tag: this.tag({ kind: 'outbox', outboxId: mail.id }),
       });
     } catch (error) {
       const failure = judgeSendFailure(error, { kind: mail.kind, attempts: mail.attempts, maxAttempts: this.options.maxAttempts, metrics });

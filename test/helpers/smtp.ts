@@ -5,6 +5,8 @@ import { type ParsedMail, simpleParser } from 'mailparser';
 import { SMTPServer, type SMTPServerSession } from 'smtp-server';
 
 export interface ReceivedMail {
+  /** MAIL FROM: where bounces of this mail go (a VERP address with BOUNCE_ADDRESS). */
+  envelopeFrom: string;
   envelopeTo: string[];
   /** When the peer accepted RCPT TO: the moment this SMTP transaction named its recipient. */
   rcptAt: number;
@@ -60,7 +62,8 @@ export class SmtpSink {
           const raw = Buffer.concat(chunks);
           const rcptAt = this.rcptTimes.get(session.id) ?? Date.now();
           const answer = () => simpleParser(raw).then((parsed) => {
-            this.received.push({ envelopeTo: session.envelope.rcptTo.map((r) => r.address), rcptAt, raw, parsed });
+            const envelopeFrom = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
+            this.received.push({ envelopeFrom, envelopeTo: session.envelope.rcptTo.map((r) => r.address), rcptAt, raw, parsed });
             callback();
           }, callback);
           if (this.delayMs > 0) setTimeout(answer, this.delayMs);

@@ -4,7 +4,7 @@ import { campaignAudience, changeCampaignStatus, createCampaign, getCampaign, li
 import { sendCampaign } from '../../campaigns/campaigns.js';
 import { MAX_MJML_CHARS } from '../../campaigns/templates.js';
 import type { Deps } from '../../deps.js';
-import { AFFINITY_LEVELS, CAMPAIGN_STATUSES, MESSAGE_STATUSES } from '../../domain.js';
+import { AFFINITY_LEVELS, CAMPAIGN_REPORT_COUNTS, CAMPAIGN_STATUSES, MESSAGE_STATUSES } from '../../domain.js';
 import { type ApiEnv, apiRoutes } from './env.js';
 import { conflict, countsSchema, ErrorSchema, errors, idempotencyReused, json, notFound, plain, security, text } from './schemas.js';
 
@@ -22,7 +22,8 @@ const CampaignSchema = z.object({
   segment: z.record(z.string(), z.unknown()).nullable(),
   sending_at: z.string().nullable(),
   finished_at: z.string().nullable(),
-  counts: countsSchema(MESSAGE_STATUSES),
+  paused_reason: z.string().nullable().openapi({ description: 'why the campaign paused itself (complaint or bounce rate); null otherwise' }),
+  counts: countsSchema([...MESSAGE_STATUSES, ...CAMPAIGN_REPORT_COUNTS]),
 }).openapi('Campaign');
 
 const SegmentSchema = z.object({
