@@ -3,6 +3,7 @@
 // (nothing the audience's size should show), how long a status read with its counts takes
 // then, and the sender's memory and pace while it works through a million queued messages.
 import type pg from 'pg';
+import { benchSegmentedAudience, type SegmentedAudienceResult } from './audience-terms.js';
 import { currentRss, peakRss, resetPeakRss } from './lib.js';
 import { NEWSLETTER } from './newsletter.js';
 import { seedConfirmed } from './seed.js';
@@ -22,6 +23,8 @@ export interface AudienceResult {
   servePeakRss: number;
   statusReadMs: number;
   sender: { mailsPerSecond: number; peakRss: number };
+  /** The same list after a material change, with a segment (issue 20). */
+  segmented: SegmentedAudienceResult;
 }
 
 const seconds = (since: bigint) => Number(process.hrtime.bigint() - since) / 1e9;
@@ -50,6 +53,7 @@ export async function benchAudience(env: AssentEnv, admin: pg.Pool): Promise<Aud
       reads.push(seconds(started) * 1000);
     }
     reads.sort((a, b) => a - b);
+    const segmented = await benchSegmentedAudience(serve, admin, { slug: 'million', id: await listId(admin, 'million') });
 
     // The sender on a million queued messages: a minute is enough, its memory must not grow with the queue.
     const worker = await startAssent('worker', env, { nodeOptions: WORKER_NODE_OPTIONS });
@@ -64,7 +68,7 @@ export async function benchAudience(env: AssentEnv, admin: pg.Pool): Promise<Aud
     }
     return {
       subscribers: SUBSCRIBERS, seedSeconds, audience: Number(queued!.count), fixSeconds, serveRssBefore, servePeakRss,
-      statusReadMs: reads[2]!, sender,
+      statusReadMs: reads[2]!, sender, segmented,
     };
   } finally {
     await serve.stop();

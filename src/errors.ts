@@ -13,6 +13,14 @@ export type ErrorCode =
   | 'campaign_not_draft'
   | 'campaign_state'
   | 'template_invalid'
+  /** reconsent: true without a new wording (issue 20). */
+  | 'reconsent_needs_text'
+  /** A re-consent run for a list whose wording never changed materially. */
+  | 'no_material_change'
+  /** A campaign's send_at in the past or more than a year ahead. */
+  | 'send_at_out_of_range'
+  /** A campaign's segment with keys we do not know: it would silently select more than meant. */
+  | 'segment_invalid'
   | 'unauthorized'
   | 'cross_site'
   | 'rate_limited'

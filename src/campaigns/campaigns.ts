@@ -19,6 +19,8 @@ export interface CampaignView {
   min_affinity: AffinityLevel;
   status: CampaignStatus;
   created_at: Date;
+  send_at: Date | null;
+  segment: store.Segment | null;
   sending_at: Date | null;
   finished_at: Date | null;
   /** Why it paused itself (a complaint or bounce rate); null otherwise. */
@@ -38,7 +40,8 @@ async function views(deps: Pick<Deps, 'db'>, rows: NonNullable<Awaited<ReturnTyp
   const [counts, reports] = await Promise.all([store.countMessages(deps.db, ids), store.countCampaignReports(deps.db, ids)]);
   return rows.map((row) => ({
     id: row.id, name: row.name, list: row.list, subject: row.subject, min_affinity: row.min_affinity, status: row.status,
-    created_at: row.created_at, sending_at: row.sending_at, finished_at: row.finished_at, paused_reason: row.paused_reason,
+    created_at: row.created_at, send_at: row.send_at, segment: row.segment, sending_at: row.sending_at, finished_at: row.finished_at,
+    paused_reason: row.paused_reason,
     counts: { ...(counts.get(row.id) ?? zeroCounts(MESSAGE_STATUSES)), ...(reports.get(row.id) ?? zeroCounts(CAMPAIGN_REPORT_COUNTS)) },
   }));
 }
@@ -73,15 +76,64 @@ function sampleContext(deps: MessageDeps, list: { name: string }): Record<string
  * Refuses (422) a template that does not compile, or does not render for the sample
  * recipient within the render limits; compiles and tries it in the sandbox's thread.
  */
-export async function createCampaign(deps: Pick<Deps, 'db' | 'templateSandbox'> & MessageDeps, input: {
-  name: string; list: string; subject: string; mjml: string; minAffinity?: AffinityLevel | undefined;
+export async function createCampaign(deps: Pick<Deps, 'db' | 'templateSandbox' | 'clock'> & MessageDeps, input: {
+  name: string; list: string; subject: string; mjml: string; minAffinity?: AffinityLevel | undefined; sendAt?: string | undefined;
+  segment?: store.Segment | undefined;
 }): Promise<CampaignView> {
+  const sendAt = input.sendAt === undefined ? undefined : scheduledTime(deps.clock(), input.sendAt);
+  checkSegment(input.segment);
   const list = await getList(deps, input.list);
   const compiled = await deps.templateSandbox.compile({ subject: input.subject, mjml: input.mjml, sample: sampleContext(deps, list) });
   const id = await store.insertCampaign(deps.db, {
-    name: input.name, listId: list.id, subject: input.subject, mjml: input.mjml, ...compiled, minAffinity: input.minAffinity ?? 'confirmed',
+    name: input.name, listId: list.id, subject: input.subject, mjml: input.mjml, ...compiled, minAffinity: input.minAffinity ?? 'confirmed', sendAt, segment: input.segment,
   });
   return getCampaign(deps, id);
+}
+
+const SEGMENT_KEYS = new Set(['attributes', 'locales', 'confirmed_before', 'confirmed_after']);
+
+/** 422 for a key we do not know: ignored, a misspelt key would widen the audience unseen. */
+function checkSegment(segment: store.Segment | undefined): void {
+  const unknown = Object.keys(segment ?? {}).filter((key) => !SEGMENT_KEYS.has(key));
+  if (unknown.length > 0) {
+    throw new DomainError('segment_invalid', `unknown segment keys: ${unknown.join(', ')}`, Object.fromEntries(unknown.map((key) => [key, 'unknown'])));
+  }
+}
+
+/** How many the campaign would reach now, by affinity level, and what the terms, the segment and the level leave out. */
+export async function campaignAudience(deps: Pick<Deps, 'db'>, id: string): Promise<store.AudienceCount> {
+  const campaign = ID.test(id) ? await store.findCampaign(deps.db, id) : undefined;
+  if (!campaign) throw notFound(id);
+  return store.countAudience(deps.db, { listId: campaign.list_id, minAffinity: campaign.min_affinity, segment: campaign.segment });
+}
+
+const MAX_SCHEDULE_MS = 365 * 24 * 3600_000;
+
+/** A send_at (RFC 3339, parsed at the edge) that is in the future, at most a year ahead; else 422. */
+function scheduledTime(now: number, sendAt: string): Date {
+  const at = Date.parse(sendAt);
+  if (!(at > now && at <= now + MAX_SCHEDULE_MS)) {
+    throw new DomainError('send_at_out_of_range', 'send_at must be in the future and at most a year ahead');
+  }
+  return new Date(at);
+}
+
+/**
+ * Starts every scheduled campaign whose time has come, each in its own transaction that
+ * fixes its audience at that moment; resolves with the ids this caller started.
+ */
+export async function startDueCampaigns(deps: Pick<Deps, 'db' | 'clock'>): Promise<string[]> {
+  const started: string[] = [];
+  for (;;) {
+    const id = await deps.db.transaction().execute(async (trx) => {
+      await allowLongStatements(trx, { timeoutMs: AUDIENCE_TIMEOUT_MS });
+      const campaign = await store.startDueCampaign(trx, new Date(deps.clock()));
+      if (campaign) await store.insertAudience(trx, { id: campaign.id, listId: campaign.list_id, minAffinity: campaign.min_affinity, segment: campaign.segment });
+      return campaign?.id;
+    });
+    if (id === undefined) return started;
+    started.push(id);
+  }
 }
 
 /** The mail one person would get, and which of their fields their affinity keeps out of it. */
@@ -108,7 +160,7 @@ export async function sendCampaign(deps: Pick<Deps, 'db' | 'wakeCampaigns'>, id:
     if (!(await store.transitionCampaign(trx, id, ['draft'], 'sending'))) {
       throw new DomainError('campaign_not_draft', `campaign ${id} is ${campaign.status}, not a draft`);
     }
-    await store.insertAudience(trx, { id, listId: campaign.list_id, minAffinity: campaign.min_affinity });
+    await store.insertAudience(trx, { id, listId: campaign.list_id, minAffinity: campaign.min_affinity, segment: campaign.segment });
   });
   deps.wakeCampaigns();
   return getCampaign(deps, id);
@@ -117,12 +169,13 @@ export async function sendCampaign(deps: Pick<Deps, 'db' | 'wakeCampaigns'>, id:
 const TRANSITIONS = {
   pause: { from: ['sending'], to: 'paused' },
   resume: { from: ['paused'], to: 'sending' },
-  cancel: { from: ['draft', 'sending', 'paused'], to: 'cancelled' },
+  cancel: { from: ['draft', 'scheduled', 'sending', 'paused'], to: 'cancelled' },
 } as const satisfies Record<string, { from: CampaignStatus[]; to: CampaignStatus }>;
 
 export async function changeCampaignStatus(deps: Pick<Deps, 'db' | 'wakeCampaigns'>, id: string, action: keyof typeof TRANSITIONS): Promise<CampaignView> {
-  const { from, to } = TRANSITIONS[action];
   const current = await getCampaign(deps, id);
+  // A scheduled campaign can be cancelled until it starts, not after (the contract).
+  const { from, to } = action === 'cancel' && current.send_at !== null ? { from: ['scheduled'], to: 'cancelled' } as const : TRANSITIONS[action];
   await deps.db.transaction().execute(async (trx) => {
     if (!(await store.transitionCampaign(trx, id, [...from], to))) {
       throw new DomainError('campaign_state', `cannot ${action} a campaign that is ${current.status}`);

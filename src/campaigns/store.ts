@@ -1,19 +1,23 @@
 // The campaigns module's SQL: one exported function per statement.
 import { sql } from 'kysely';
 import { anyOf, type Database, type Trx } from '../db/database.js';
+import { reconsentFromSql } from '../lists/store.js';
 import { AFFINITY_LEVELS, type AffinityLevel, type CampaignStatus, MESSAGE_STATUSES, type MessageStatus } from '../domain.js';
 
 type Db = Database | Trx;
 
 const campaignColumns = ['c.id', 'c.name', 'l.slug as list', 'l.name as list_name', 'c.list_id', 'c.subject', 'c.min_affinity', 'c.status',
-  'c.created_at', 'c.sending_at', 'c.finished_at', 'c.paused_reason'] as const;
+  'c.created_at', 'c.send_at', 'c.sending_at', 'c.finished_at', 'c.segment', 'c.paused_reason'] as const;
 
 export async function insertCampaign(db: Db, campaign: {
   name: string; listId: string; subject: string; mjml: string; htmlTemplate: string; textTemplate: string; minAffinity: AffinityLevel;
+  sendAt?: Date | undefined; segment?: Segment | undefined;
 }): Promise<string> {
   const row = await db.insertInto('campaigns').values({
     name: campaign.name, list_id: campaign.listId, subject: campaign.subject, mjml: campaign.mjml,
     html_template: campaign.htmlTemplate, text_template: campaign.textTemplate, min_affinity: campaign.minAffinity,
+    ...(campaign.sendAt && { status: 'scheduled', send_at: campaign.sendAt }),
+    ...(campaign.segment && { segment: JSON.stringify(campaign.segment) }),
   }).returning('id').executeTakeFirstOrThrow();
   return row.id;
 }
@@ -79,26 +83,124 @@ export async function transitionCampaign(db: Db, id: string, from: CampaignStatu
  *
  * Levels rank by their place in AFFINITY_LEVELS (1-based in SQL). A person without a cap
  * ranks as the highest level, so only the recorded one counts.
+ *
+ * The terms rule (issue 20): after a material change of the list's wording, only those who
+ * agreed to that version or a later one (`consent_version`, moved on by a re-consent). The
+ * version is one uncorrelated subquery, evaluated once for the statement.
  */
-export async function insertAudience(trx: Trx, campaign: { id: string; listId: string; minAffinity: AffinityLevel }): Promise<number> {
-  const levels = sql`${AFFINITY_LEVELS}::text[]`;
+export async function insertAudience(trx: Trx, campaign: AudienceSpec & { id: string }): Promise<number> {
+  const rule = audienceRule(campaign);
   const result = await sql`
     insert into campaign_messages (campaign_id, subscriber_id)
     select ${campaign.id}, x.subscriber_id
-    from subscriptions x
-    join subscribers s on s.id = x.subscriber_id
-    where x.list_id = ${campaign.listId}
-      and x.status = 'confirmed'
-      and s.erased_at is null
-      and not exists (select 1 from suppressions p where p.address_hash = sha256(convert_to(lower(s.email), 'UTF8')))
-      and (array_position(${levels}, ${campaign.minAffinity}::text) = 1 or least(
-        array_position(${levels}, (select a.level from affinity_events a where a.subscriber_id = s.id order by a.id desc limit 1)),
-        coalesce(array_position(${levels}, s.affinity_cap), cardinality(${levels}))
-      ) >= array_position(${levels}, ${campaign.minAffinity}::text))
+    ${rule.reachable}
+      and ${rule.terms}
+      and ${rule.segment}
+      and (${rule.minRank} = 1 or ${rule.level} >= ${rule.minRank})
     order by x.subscriber_id
     on conflict do nothing
   `.execute(trx);
   return Number(result.numAffectedRows ?? 0n);
+}
+
+/** Who a campaign may reach at all, and the three rules that narrow it: the terms, the segment, the affinity. */
+export interface AudienceSpec {
+  listId: string;
+  minAffinity: AffinityLevel;
+  segment: Segment | null;
+}
+
+/** Who among a list a campaign reaches (issue 20); every key must match. */
+export interface Segment {
+  attributes?: Record<string, unknown> | undefined;
+  locales?: string[] | undefined;
+  confirmed_before?: string | undefined;
+  confirmed_after?: string | undefined;
+}
+
+/**
+ * The audience's rules as SQL fragments over `subscriptions x join subscribers s`: the one
+ * place they are said, for the INSERT … SELECT that fixes an audience and the count that
+ * previews it. The segment says only the clauses it has, so the planner sees no dead ones.
+ */
+function audienceRule(spec: AudienceSpec) {
+  const levels = sql`${AFFINITY_LEVELS}::text[]`;
+  const segment = spec.segment ?? {};
+  const clauses = [
+    segment.attributes && sql`s.attributes @> ${JSON.stringify(segment.attributes)}::jsonb`,
+    segment.locales && sql`s.locale = any(${segment.locales}::text[])`,
+    segment.confirmed_before && sql`x.confirmed_at < ${segment.confirmed_before}::timestamptz`,
+    segment.confirmed_after && sql`x.confirmed_at >= ${segment.confirmed_after}::timestamptz`,
+  ].filter((clause) => clause !== undefined);
+  return {
+    reachable: sql`
+      from subscriptions x
+      join subscribers s on s.id = x.subscriber_id
+      where x.list_id = ${spec.listId}
+        and x.status = 'confirmed'
+        and s.erased_at is null
+        and not exists (select 1 from suppressions p where p.address_hash = sha256(convert_to(lower(s.email), 'UTF8')))`,
+    terms: sql`coalesce(x.consent_version, 0) >= coalesce(${reconsentFromSql(spec.listId)}, 0)`,
+    segment: clauses.length === 0 ? sql`true` : sql`(${sql.join(clauses, sql` and `)})`,
+    level: sql`least(
+      array_position(${levels}, (select a.level from affinity_events a where a.subscriber_id = s.id order by a.id desc limit 1)),
+      coalesce(array_position(${levels}, s.affinity_cap), cardinality(${levels})))`,
+    minRank: sql`array_position(${levels}, ${spec.minAffinity}::text)`,
+  };
+}
+
+export interface AudienceCount {
+  total: number;
+  by_affinity: Record<AffinityLevel, number>;
+  left_out: { terms: number; segment: number; affinity: number };
+}
+
+/**
+ * How many the campaign would reach now, by affinity level, and how many each rule leaves
+ * out (each counted among those the earlier rules let through): one aggregate, in SQL.
+ */
+export async function countAudience(db: Db, spec: AudienceSpec): Promise<AudienceCount> {
+  const rule = audienceRule(spec);
+  const { rows: [row] } = await sql<Record<string, string>>`
+    select
+      count(*) filter (where a.terms and a.segment and a.level >= a.min_rank) as total,
+      ${sql.join(AFFINITY_LEVELS.map((level, i) =>
+        sql`count(*) filter (where a.terms and a.segment and a.level >= a.min_rank and a.level = ${i + 1}) as ${sql.ref(level)}`))},
+      count(*) filter (where not a.terms) as left_terms,
+      count(*) filter (where a.terms and not a.segment) as left_segment,
+      count(*) filter (where a.terms and a.segment and a.level < a.min_rank) as left_affinity
+    from (
+      -- The level costs an index probe per person: only for those the terms and segment let through.
+      select ${rule.terms} as terms, ${rule.segment} as segment, ${rule.minRank} as min_rank,
+        case when ${rule.terms} and ${rule.segment} then ${rule.level} end as level
+      ${rule.reachable}
+    ) a
+  `.execute(db);
+  const n = (key: string) => Number(row?.[key] ?? 0);
+  return {
+    total: n('total'),
+    by_affinity: Object.fromEntries(AFFINITY_LEVELS.map((level) => [level, n(level)])) as Record<AffinityLevel, number>,
+    left_out: { terms: n('left_terms'), segment: n('left_segment'), affinity: n('left_affinity') },
+  };
+}
+
+/**
+ * Starts the scheduled campaign whose time (by `now`) came first, if any: the queue pattern,
+ * so of several workers exactly one starts it (the others skip the locked row, and the status
+ * check excludes it once started). The caller fixes the audience in the same transaction.
+ */
+export async function startDueCampaign(trx: Trx, now: Date) {
+  const { rows } = await sql<{ id: string; list_id: string; min_affinity: AffinityLevel; segment: Segment | null }>`
+    with due as (
+      select id from campaigns where status = 'scheduled' and send_at <= ${now}
+      order by send_at limit 1
+      for update skip locked
+    )
+    update campaigns c set status = 'sending', sending_at = now(), updated_at = now()
+    from due where c.id = due.id and c.status = 'scheduled'
+    returning c.id::text as id, c.list_id::text as list_id, c.min_affinity, c.segment
+  `.execute(trx);
+  return rows[0];
 }
 
 export async function skipQueuedMessages(db: Db, campaignId: string): Promise<void> {

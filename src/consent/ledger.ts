@@ -76,7 +76,7 @@ export function sentMailEvidence(mail: { messageId: string; subject: string; tex
 }
 
 // A token in one of our links (links/tokens.ts): `<base64url payload>.<43-character MAC>` after the path.
-const LINK_TOKEN = /(\/(?:confirm|u|preferences)\/)([A-Za-z0-9_-]{1,512}\.[A-Za-z0-9_-]{43})(?![A-Za-z0-9_-])/g;
+const LINK_TOKEN = /(\/(?:confirm|u|preferences|reconsent)\/)([A-Za-z0-9_-]{1,512}\.[A-Za-z0-9_-]{43})(?![A-Za-z0-9_-])/g;
 
 /**
  * `value` with the token of every link of ours in every string replaced by its marker: for

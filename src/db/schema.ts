@@ -23,6 +23,8 @@ export interface ListConsentVersionsTable {
   version: number;
   text: string;
   created_at: Generated<Date>;
+  /** A material change (migration 0010): campaigns then reach only those who agreed to it or later. */
+  material: Generated<boolean>;
 }
 
 export interface SubscribersTable {
@@ -124,6 +126,7 @@ export interface DB {
   send_rate_bucket: SendRateBucketTable;
   preferences_link_requests: PreferencesLinkRequestsTable;
   inbound_reports: InboundReportsTable;
+  reconsent_messages: ReconsentMessagesTable;
 }
 
 export type List = Selectable<ListsTable>;
@@ -166,6 +169,9 @@ export interface CampaignsTable {
   updated_at: Generated<Date>;
   sending_at: Date | null;
   finished_at: Date | null;
+  /** When a scheduled campaign starts by itself (migration 0010). */
+  send_at: Date | null;
+  segment: ColumnType<Record<string, unknown> | null, string | null | undefined, string | null>;
   /** Why it paused itself (migration 0008); null when a person paused it. */
   paused_reason: Generated<string | null>;
 }
@@ -196,6 +202,23 @@ export interface PreferencesLinkRequestsTable {
   email: string;
   locale: string;
   requested_at: Date;
+}
+
+/** A re-consent mail: one per list, material version and person (migration 0010). */
+export interface ReconsentMessagesTable {
+  list_id: string;
+  version: number;
+  subscriber_id: string;
+  status: Generated<MessageStatus>;
+  attempts: Generated<number>;
+  run_at: Generated<Date>;
+  locked_by: string | null;
+  locked_until: Date | null;
+  message_id: string | null;
+  smtp_response: string | null;
+  last_error: string | null;
+  created_at: Generated<Date>;
+  sent_at: Date | null;
 }
 
 /** A bounce or complaint that matched a mail of ours (migration 0008), kept once per report_id. */

@@ -15,6 +15,7 @@ import { metricsOnPublicPort, opsApp } from './ops.js';
 import { Pages } from './pages.js';
 import { preferencesApp } from './preferences.js';
 import { publicApp } from './public.js';
+import { reconsentApp } from './reconsent.js';
 
 const PAGE_TITLES: Partial<Record<ErrorCode, [title: string, body?: string]>> = {
   list_not_found: ['page.error.not_found.title', 'page.error.list_not_found'],
@@ -76,6 +77,7 @@ export function createApp(deps: Deps, options: { hooks?: HooksOptions } = {}): H
   app.route('/', consentLogApp(deps.consentLog));
   app.route('/', publicApp(deps, pages));
   app.route('/', preferencesApp(deps, pages));
+  app.route('/', reconsentApp(deps, pages));
 
   app.notFound((c) => c.json({ error: { code: 'not_found', message: 'no such resource' } }, 404));
 

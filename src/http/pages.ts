@@ -4,7 +4,7 @@ import { Liquid } from 'liquidjs';
 import { type Catalogues, type Locale, TEMPLATES_DIR } from '../i18n.js';
 import { formatMessage } from '../mail/text.js';
 
-export type PageName = 'inbox' | 'confirm' | 'confirmed' | 'token_error' | 'error' | 'unsubscribe' | 'preferences' | 'erase' | 'manage' | 'certificate';
+export type PageName = 'inbox' | 'confirm' | 'confirmed' | 'token_error' | 'error' | 'unsubscribe' | 'preferences' | 'erase' | 'manage' | 'certificate' | 'reconsent';
 
 /** Who holds the data: named in every page's footer (GDPR Art. 13), when configured. */
 export interface PageController {

@@ -6,6 +6,7 @@ import { normaliseEmail } from '../consent/address.js';
 import {
   inspectPreferencesLink, leaveList, preferencesOf, requestPreferencesLink, setAffinityCap, setLocale,
 } from '../consent/preferences.js';
+import { pendingReconsents } from '../consent/reconsent.js';
 import { eraseSubscriber, exportSubscriber } from '../consent/subscribers.js';
 import { consentReceipt, receiptDeps, receiptFile } from '../consent/receipt.js';
 import type { Deps } from '../deps.js';
@@ -39,6 +40,7 @@ export function preferencesApp(deps: Deps, pages: Pages): Hono<AppEnv> {
     const who = await holder(c);
     if (who instanceof Response) return who;
     const view = await preferencesOf(deps, who.id);
+    const pending = await pendingReconsents(deps, who.id);
     const pageLocale = locale(c, view.locale);
     const dates = new Intl.DateTimeFormat(pageLocale, { dateStyle: 'long', timeStyle: 'short', timeZone: 'UTC' });
     return c.html(pages.render('preferences', pageLocale, {
@@ -51,7 +53,7 @@ export function preferencesApp(deps: Deps, pages: Pages): Hono<AppEnv> {
       subscriptions: view.subscriptions.map((s) => ({
         slug: s.list, name: view.list_names.get(s.list) ?? s.list, status_key: `page.preferences.status.${s.status}`,
         consent_text: s.consent_text, confirmed_on: s.confirmed_at ? `${dates.format(s.confirmed_at)} UTC` : '',
-        can_leave: isOpenSubscription(s.status),
+        can_leave: isOpenSubscription(s.status), reconsent: pending.get(s.list),
       })),
       level_key: `page.preferences.level.${view.effective_affinity}`,
       cap_options: [

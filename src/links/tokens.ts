@@ -5,9 +5,25 @@
 // token that proved a click, as evidence.
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 
-export type TokenPurpose = 'confirm' | 'unsubscribe' | 'preferences' | 'receipt';
+export type TokenPurpose = 'confirm' | 'unsubscribe' | 'preferences' | 'receipt' | 'reconsent';
 
-const PURPOSE_CODE: Record<TokenPurpose, string> = { confirm: 'c', unsubscribe: 'u', preferences: 'p', receipt: 'r' };
+/** `a` for re-consent: "agree" (issue 20); `r` was taken by the receipt. */
+const PURPOSE_CODE: Record<TokenPurpose, string> = { confirm: 'c', unsubscribe: 'u', preferences: 'p', receipt: 'r', reconsent: 'a' };
+
+/** Agreement to one list's material version, by one subscriber (issue 20). */
+export interface ReconsentClaims {
+  subscriberId: string;
+  listId: string;
+  version: number;
+  expiresAt: number;
+}
+
+export type ReconsentCheck =
+  | { ok: true; claims: ReconsentClaims }
+  | { ok: false; reason: 'invalid' | 'expired' };
+
+/** As long as a preferences link: the mail may sit unread for a while, and nothing is lost by waiting. */
+export const RECONSENT_TTL_MS = 180 * 24 * 3600 * 1000;
 
 export interface ConfirmClaims {
   purpose: 'confirm';
@@ -117,6 +133,20 @@ export class TokenSigner {
 
   verifyReceipt(token: string, now: number): PreferencesCheck {
     return this.verifyForSubscriber('receipt', token, now);
+  }
+
+  signReconsent(claims: ReconsentClaims): string {
+    return this.sign([PURPOSE_CODE.reconsent, claims.subscriberId, claims.listId, String(claims.version), String(claims.expiresAt)].join('.'));
+  }
+
+  verifyReconsent(token: string, now: number): ReconsentCheck {
+    const [code, subscriberId, listId, version, expiry, ...rest] = this.verify(token)?.split('.') ?? [];
+    if (code !== PURPOSE_CODE.reconsent || rest.length > 0 || !subscriberId || !UUID.test(subscriberId) || !listId || !ID.test(listId)
+      || !version || !/^[1-9]\d{0,8}$/.test(version) || !expiry || !TIME.test(expiry)) {
+      return { ok: false, reason: 'invalid' };
+    }
+    const claims = { subscriberId, listId, version: Number(version), expiresAt: Number(expiry) };
+    return claims.expiresAt <= now ? { ok: false, reason: 'expired' } : { ok: true, claims };
   }
 
   private signForSubscriber(purpose: 'preferences' | 'receipt', claims: PreferencesClaims): string {

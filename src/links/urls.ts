@@ -1,7 +1,7 @@
 // The links we put in mails, each carrying a signed token (tokens.ts) under PUBLIC_URL. Both
 // consent/ and campaigns/ mint them, so they live here, below both.
 import type { Deps } from '../deps.js';
-import { CONFIRM_TTL_MS, PREFERENCES_TTL_MS, RECEIPT_LINK_TTL_MS } from './tokens.js';
+import { CONFIRM_TTL_MS, PREFERENCES_TTL_MS, RECEIPT_LINK_TTL_MS, RECONSENT_TTL_MS } from './tokens.js';
 
 type LinkDeps = Pick<Deps, 'config' | 'signer' | 'clock'>;
 
@@ -46,4 +46,9 @@ export function recipientLinks(deps: LinkDeps, subscriberId: string, listId: str
  */
 export function previewLinks(config: Deps['config']): RecipientLinks {
   return { unsubscribeUrl: `${config.publicUrl}/u/preview`, preferencesUrl: `${config.publicUrl}/preferences/preview` };
+}
+
+/** The re-consent link: a page showing old and new wording, whose button POSTs the agreement. */
+export function reconsentUrl(deps: LinkDeps, claims: { subscriberId: string; listId: string; version: number }): string {
+  return `${deps.config.publicUrl}/reconsent/${deps.signer.signReconsent({ ...claims, expiresAt: deps.clock() + RECONSENT_TTL_MS })}`;
 }

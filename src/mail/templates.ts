@@ -59,6 +59,7 @@ export class MailTemplates {
     private readonly catalogues: Catalogues,
     private readonly confirmation: Template[],
     private readonly preferences: Template[],
+    private readonly reconsent: Template[],
     private readonly liquid: Liquid,
     private readonly controller: MailController | undefined,
   ) {}
@@ -69,7 +70,8 @@ export class MailTemplates {
     // Liquid's own escaping stays off here.
     const liquid = new Liquid({ strictVariables: true, strictFilters: true });
     const compile = async (name: string) => liquid.parse(await compileMjml(await readFile(`${dir}${name}.mjml`, 'utf8')));
-    return new MailTemplates(catalogues, await compile('confirmation'), await compile('preferences'), liquid, options.controller);
+    return new MailTemplates(catalogues, await compile('confirmation'), await compile('preferences'), await compile('reconsent'),
+      liquid, options.controller);
   }
 
   /** The mail that answers "Lost your mail?": a fresh link to the preferences page. */
@@ -79,6 +81,26 @@ export class MailTemplates {
       .map((key) => [key, formatMessage(this.text(input.locale, `mail.preferences.${key}`), values)]));
     const html = this.liquid.renderSync(this.preferences, { locale: input.locale, m, url: escapeHtml(input.url) }) as string;
     const subject = formatPlain(this.text(input.locale, 'mail.preferences.subject'), values).replace(/[\r\n]+/g, ' ');
+    return { subject, html, text: htmlToText(html) };
+  }
+
+  /**
+   * The re-consent mail (issue 20): the wording the person agreed to beside the new one, and
+   * a link to the page whose button records their agreement. Like the confirmation, it asks
+   * and carries no advertising.
+   */
+  renderReconsent(input: { locale: Locale; email: string; listName: string; oldText: string | null; newText: string; url: string }): RenderedMail {
+    const values = { list: input.listName, email: input.email };
+    const m = Object.fromEntries(['subject', 'preview', 'heading', 'intro', 'old', 'new', 'button', 'ignore']
+      .map((key) => [key, formatMessage(this.text(input.locale, `mail.reconsent.${key}`), values)]));
+    m.link_hint = formatMessage(this.text(input.locale, 'mail.confirm.link_hint'), values);
+    // Confirmed before versions were kept: say so rather than show an empty wording.
+    m.old_text = input.oldText === null ? escapeHtml(this.text(input.locale, 'mail.reconsent.old_unknown'))
+      : escapeHtml(input.oldText).replace(/\r?\n/g, '<br />');
+    m.new_text = escapeHtml(input.newText).replace(/\r?\n/g, '<br />');
+    m.controller = this.controllerLine(input.locale);
+    const html = this.liquid.renderSync(this.reconsent, { locale: input.locale, m, url: escapeHtml(input.url) }) as string;
+    const subject = formatPlain(this.text(input.locale, 'mail.reconsent.subject'), values).replace(/[\r\n]+/g, ' ');
     return { subject, html, text: htmlToText(html) };
   }
 

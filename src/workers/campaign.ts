@@ -14,6 +14,7 @@
 // outright (SIGKILL) may send twice, since a chunk's sends are recorded when it commits.
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
+import { startDueCampaigns } from '../campaigns/campaigns.js';
 import { buildCampaignMail, type CampaignMailSource, campaignMailSource, hasAddress } from '../campaigns/message.js';
 import { findCampaignTemplates, findRecipients, finishCampaignIfDone, type RecipientRow } from '../campaigns/store.js';
 import { MailRenderError } from '../campaigns/templates.js';
@@ -70,10 +71,19 @@ export class CampaignWorker extends LoopingWorker {
 
   /** Claims and sends one batch; resolves with how many messages it handled. */
   async runOnce(): Promise<number> {
+    await this.startDue();
     return (await this.sendBatch(this.options.batchSize)).handled;
   }
 
+  /** Starts the scheduled campaigns whose time has come; resolves with those this worker started. */
+  async startDue(): Promise<string[]> {
+    const started = await startDueCampaigns(this.deps);
+    for (const id of started) this.deps.log.info({ campaign: id, worker: this.id }, 'scheduled campaign started');
+    return started;
+  }
+
   private async round() {
+    await this.startDue();
     const rate = this.deps.config.sendRate;
     let allowed = this.options.batchSize;
     if (rate > 0) {

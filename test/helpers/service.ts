@@ -9,6 +9,7 @@ import { buildDeps } from '../../src/main.js';
 import { smtpSender } from '../../src/mail/transport.js';
 import { CampaignWorker } from '../../src/workers/campaign.js';
 import { OutboxWorker, type OutboxWorkerOptions } from '../../src/workers/outbox.js';
+import { ReconsentWorker } from '../../src/workers/reconsent.js';
 import { testLogger } from './logs.js';
 
 export { API_KEY, TEST_SECRET } from './secrets.js';
@@ -45,6 +46,7 @@ export interface TestService {
   app: ReturnType<typeof createApp>;
   worker: OutboxWorker;
   campaignWorker: CampaignWorker;
+  reconsentWorker: ReconsentWorker;
   /** The consent log's sequencer, driven by the test: runOnce({ forceCheckpoint: true }) signs at once. */
   consentLogWorker: ConsentLogWorker;
   /** JSON request to the API with the test key. */
@@ -62,6 +64,7 @@ export async function createTestService(db: Database, options: {
   const sender = smtpSender(options.smtpUrl ?? 'smtp://127.0.0.1:9', { maxConnections: 2, dkim: config.dkim });
   const worker = new OutboxWorker({ ...deps, sender }, { retryBaseMs: 0, pollMs: 50, ...options.worker });
   const campaignWorker = new CampaignWorker({ ...deps, sender }, { retryBaseMs: 0, pollMs: 50 });
+  const reconsentWorker = new ReconsentWorker({ ...deps, sender }, { retryBaseMs: 0, pollMs: 50 });
   const consentLogWorker = new ConsentLogWorker({
     db, log: deps.log, clock: clock.read,
     metrics: { halted: deps.metrics.consentLogHalted, checkpoints: deps.metrics.consentLogCheckpoints, leaves: deps.metrics.consentLogLeaves },
@@ -72,6 +75,7 @@ export async function createTestService(db: Database, options: {
     app,
     worker,
     campaignWorker,
+    reconsentWorker,
     consentLogWorker,
     api: (method, path, body) => Promise.resolve(app.request(path, {
       method,
