@@ -13,6 +13,8 @@ export interface SentMail {
   campaignId: string | null;
   listId: string | null;
   outboxId: string | null;
+  /** A re-consent mail's material version; its list is listId. */
+  reconsentVersion: number | null;
 }
 
 export async function findSentOutboxMail(db: Db, where: { id: string } | { messageId: string }): Promise<SentMail | undefined> {
@@ -21,7 +23,7 @@ export async function findSentOutboxMail(db: Db, where: { id: string } | { messa
     .$if('messageId' in where, (q) => q.where('message_id', '=', (where as { messageId: string }).messageId))
     .where('status', '=', 'sent').where('subscriber_id', 'is not', null)
     .limit(1).executeTakeFirst();
-  return row ? { subscriberId: row.subscriber_id!, campaignId: null, listId: null, outboxId: row.id } : undefined;
+  return row ? { subscriberId: row.subscriber_id!, campaignId: null, listId: null, outboxId: row.id, reconsentVersion: null } : undefined;
 }
 
 export async function findSentCampaignMessage(
@@ -36,7 +38,21 @@ export async function findSentCampaignMessage(
     .$if('messageId' in where, (q) => q.where('m.message_id', '=', (where as { messageId: string }).messageId))
     .where('m.status', '=', 'sent')
     .limit(1).executeTakeFirst();
-  return row ? { subscriberId: row.subscriber_id, campaignId: row.campaign_id, listId: row.list_id, outboxId: null } : undefined;
+  return row ? { subscriberId: row.subscriber_id, campaignId: row.campaign_id, listId: row.list_id, outboxId: null, reconsentVersion: null } : undefined;
+}
+
+export async function findSentReconsentMessage(
+  db: Db, where: { listId: string; version: number; subscriberId: string } | { messageId: string },
+): Promise<SentMail | undefined> {
+  const row = await db.selectFrom('reconsent_messages').select(['list_id', 'version', 'subscriber_id'])
+    .$if('listId' in where, (q) => {
+      const key = where as { listId: string; version: number; subscriberId: string };
+      return q.where('list_id', '=', key.listId).where('version', '=', key.version).where('subscriber_id', '=', key.subscriberId);
+    })
+    .$if('messageId' in where, (q) => q.where('message_id', '=', (where as { messageId: string }).messageId))
+    .where('status', '=', 'sent')
+    .limit(1).executeTakeFirst();
+  return row ? { subscriberId: row.subscriber_id, campaignId: null, listId: row.list_id, outboxId: null, reconsentVersion: row.version } : undefined;
 }
 
 export async function isReportKnown(db: Db, reportId: string): Promise<boolean> {

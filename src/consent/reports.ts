@@ -7,8 +7,9 @@
 // Effects (CONTRACT.md, "Bounces and complaints"):
 // - permanent: every open subscription of the person becomes `bounced`, the address is suppressed;
 // - temporary: counted; the third within 15 days with no delivery between counts as permanent;
-// - complaint: the campaign's list (for a transactional mail: the pending subscriptions the
-//   confirmation asked about) becomes `complained`, the address is suppressed for campaigns;
+// - complaint: the campaign's or the re-consent mail's list (for a transactional mail: the
+//   pending subscriptions the confirmation asked about) becomes `complained`, the address is
+//   suppressed for campaigns;
 // - delivered: kept, it restarts the soft-bounce count; not_a_report, or no mail of ours: nothing.
 // Each ended subscription gets a `bounced` or `complained` consent event whose evidence holds
 // the report's status, diagnostic and arrival time; a campaign past its complaint or bounce
@@ -53,15 +54,24 @@ async function findMail(deps: ReportDeps, report: InboundReport): Promise<Match 
   const verp = verpConfig(deps.config);
   const claims = verp ? resolveVerp(report.verpCandidates, verp) : undefined;
   if (claims) {
-    const mail = claims.kind === 'outbox'
-      ? await store.findSentOutboxMail(deps.db, { id: claims.outboxId })
-      : await store.findSentCampaignMessage(deps.db, { campaignId: claims.campaignId, subscriberId: claims.subscriberId });
+    const mail = claims.kind === 'outbox' ? await store.findSentOutboxMail(deps.db, { id: claims.outboxId })
+      : claims.kind === 'campaign' ? await store.findSentCampaignMessage(deps.db, { campaignId: claims.campaignId, subscriberId: claims.subscriberId })
+      : await store.findSentReconsentMessage(deps.db, { listId: claims.listId, version: claims.version, subscriberId: claims.subscriberId });
     if (mail) return { ...mail, matchedBy: 'verp' };
   }
   const messageId = report.originalMessageId;
   if (!messageId || messageId.length > 998) return undefined;
-  const mail = await store.findSentCampaignMessage(deps.db, { messageId }) ?? await store.findSentOutboxMail(deps.db, { messageId });
+  const mail = await store.findSentCampaignMessage(deps.db, { messageId })
+    ?? await store.findSentReconsentMessage(deps.db, { messageId })
+    ?? await store.findSentOutboxMail(deps.db, { messageId });
   return mail && { ...mail, matchedBy: 'message_id' };
+}
+
+/** Which mail it was, for the report's evidence. */
+function mailEvidence(mail: store.SentMail) {
+  if (mail.campaignId !== null) return { campaign_id: mail.campaignId };
+  if (mail.reconsentVersion !== null) return { reconsent: { list_id: mail.listId, version: mail.reconsentVersion } };
+  return { outbox_id: mail.outboxId };
 }
 
 /**
@@ -87,6 +97,7 @@ export async function handleReport(deps: ReportDeps, report: InboundReport, raw:
     const fresh = await store.insertReport(trx, {
       report_id: report.reportId, provider: report.provider, kind: report.kind, subscriber_id: subscriber.id,
       campaign_id: mail.campaignId, outbox_id: mail.outboxId, matched_by: mail.matchedBy,
+      reconsent_list_id: mail.reconsentVersion !== null ? mail.listId : null, reconsent_version: mail.reconsentVersion,
       status: report.status, diagnostic: report.diagnostic, raw: raw ? Buffer.from(raw) : null,
     });
     if (!fresh) return { outcome: 'duplicate' as const };
@@ -109,7 +120,7 @@ export async function handleReport(deps: ReportDeps, report: InboundReport, raw:
           feedback_type: report.feedbackType, reported_at: report.reportedAt?.toISOString() ?? null, arrived_at: arrivedAt,
           ...(softBounces !== undefined && { soft_bounces_in_15_days: softBounces }),
         },
-        mail: mail.campaignId !== null ? { campaign_id: mail.campaignId } : { outbox_id: mail.outboxId },
+        mail: mailEvidence(mail),
         matched_by: mail.matchedBy,
       };
       // One event per ended subscription, as a withdrawal records one; none ended (all were

@@ -221,7 +221,7 @@ export interface ReconsentMessagesTable {
   sent_at: Date | null;
 }
 
-/** A bounce or complaint that matched a mail of ours (migration 0008), kept once per report_id. */
+/** A bounce or complaint that matched a mail of ours (migrations 0008, 0011), kept once per report_id. */
 export interface InboundReportsTable {
   report_id: string;
   provider: ReportProvider;
@@ -230,6 +230,9 @@ export interface InboundReportsTable {
   subscriber_id: string;
   campaign_id: string | null;
   outbox_id: string | null;
+  /** With reconsent_version and subscriber_id, the re-consent mail (migration 0011). */
+  reconsent_list_id: string | null;
+  reconsent_version: number | null;
   matched_by: 'verp' | 'message_id';
   status: string | null;
   diagnostic: string | null;

@@ -4,20 +4,29 @@
 //   bounces+<tag>@mail.example.org
 //
 // A tag is base32 (RFC 4648 alphabet, lower case, no padding) of
-//   kind byte | LEB128 id | (campaign only) 16-byte subscriber uuid | 8-byte HMAC-SHA256
+//   outbox:    kind byte | LEB128 outbox id                               | 8-byte HMAC-SHA256
+//   campaign:  kind byte | LEB128 campaign id | 16-byte subscriber uuid   | 8-byte HMAC-SHA256
+//   reconsent: kind byte | LEB128 list id | LEB128 version | subscriber uuid | 8-byte HMAC-SHA256
 // Lower-case base32 because mail systems may fold the case of a local part (RFC 5321 §2.4
 // lets them; Boxbe's sample in the fixtures upper-cased a VERP tag): the tag survives it.
 // 64 bits of MAC: a forger gets one guess per mail he sends us, so 2^64 guesses is out of
 // reach, and a longer MAC would push a campaign tag past what fits in a local part.
-// The worst case (a 9-byte id and a uuid) is 55 characters, so `bounces+<tag>` stays
-// under RFC 5321's 64-octet local part.
+// The worst case (a 9-byte id and a uuid: 34 bytes) is 55 characters, so `bounces+<tag>`
+// stays under RFC 5321's 64-octet local part. A re-consent mail's key (reconsent_messages:
+// list, version, person) would need 1 + 9 + 5 + 16 + 8 = 39 bytes, 63 characters, for any
+// bigint list id and integer version; so its list id is bounded to 5 LEB128 bytes (below
+// 2^35) and its version to 4 (below 2^28), which keeps its worst case at the campaign's 55.
+// Both bounds are far past what a bigserial of lists or a list's versions reach. Rejected: a
+// serial id on reconsent_messages (a table rewrite and a second key for the same row).
 import { createHmac, timingSafeEqual } from 'node:crypto';
 
 export type VerpClaims =
   /** A transactional mail (confirmation, preferences link): its `outbox` row. */
   | { kind: 'outbox'; outboxId: string }
   /** A campaign mail: its `campaign_messages` row. */
-  | { kind: 'campaign'; campaignId: string; subscriberId: string };
+  | { kind: 'campaign'; campaignId: string; subscriberId: string }
+  /** A re-consent mail: its `reconsent_messages` row (list, material version, person). */
+  | { kind: 'reconsent'; listId: string; version: number; subscriberId: string };
 
 /** HMAC keys: the first signs, every one verifies (rotation, as with TOKEN_SECRETS). */
 export type VerpKeys = readonly Uint8Array[];
@@ -34,12 +43,15 @@ export const VERP_TAG_MAX_LENGTH = 55;
 
 const LOCAL_PART_MAX_OCTETS = 64;
 const MAC_BYTES = 8;
-const KIND_BYTE = { outbox: 0x01, campaign: 0x02 } as const;
+const KIND_BYTE = { outbox: 0x01, campaign: 0x02, reconsent: 0x03 } as const;
 // A fixed label, so a key made from a TOKEN_SECRETS entry signs nothing but VERP tags.
 const KEY_LABEL = 'assent/verp-tag/v1';
 const ALPHABET = 'abcdefghijklmnopqrstuvwxyz234567';
 const ID = /^(0|[1-9]\d{0,18})$/;
 const MAX_ID = (1n << 63n) - 1n;
+/** A re-consent tag's bounds (see the top): 5 and 4 LEB128 bytes. */
+export const RECONSENT_MAX_LIST_ID = (1n << 35n) - 1n;
+export const RECONSENT_MAX_VERSION = 2 ** 28 - 1;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /** One VERP key for each of TOKEN_SECRETS, in their order. */
@@ -137,9 +149,15 @@ function encodeClaims(claims: VerpClaims): Buffer | undefined {
     const id = encodeId(claims.outboxId);
     return id && Buffer.concat([Buffer.of(KIND_BYTE.outbox), id]);
   }
-  const id = encodeId(claims.campaignId);
-  if (!id || !UUID.test(claims.subscriberId)) return undefined;
-  return Buffer.concat([Buffer.of(KIND_BYTE.campaign), id, Buffer.from(claims.subscriberId.replaceAll('-', ''), 'hex')]);
+  if (!UUID.test(claims.subscriberId)) return undefined;
+  const subscriber = Buffer.from(claims.subscriberId.replaceAll('-', ''), 'hex');
+  if (claims.kind === 'campaign') {
+    const id = encodeId(claims.campaignId);
+    return id && Buffer.concat([Buffer.of(KIND_BYTE.campaign), id, subscriber]);
+  }
+  const list = encodeId(claims.listId, RECONSENT_MAX_LIST_ID);
+  const version = Number.isSafeInteger(claims.version) ? encodeId(String(claims.version), BigInt(RECONSENT_MAX_VERSION)) : undefined;
+  return list && version && Buffer.concat([Buffer.of(KIND_BYTE.reconsent), list, version, subscriber]);
 }
 
 function decodeClaims(payload: Buffer): VerpClaims | undefined {
@@ -148,18 +166,28 @@ function decodeClaims(payload: Buffer): VerpClaims | undefined {
   const rest = payload.subarray(id.end);
   if (payload[0] === KIND_BYTE.outbox && rest.length === 0) return { kind: 'outbox', outboxId: id.value };
   if (payload[0] === KIND_BYTE.campaign && rest.length === 16) {
-    const hex = rest.toString('hex');
-    const subscriberId = `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
-    return { kind: 'campaign', campaignId: id.value, subscriberId };
+    return { kind: 'campaign', campaignId: id.value, subscriberId: uuidOf(rest) };
+  }
+  if (payload[0] === KIND_BYTE.reconsent) {
+    // Out-of-range values decode here but fail the re-encoding in verifyVerpTag.
+    const version = decodeId(payload, id.end);
+    const subscriber = version && payload.subarray(version.end);
+    if (!version || subscriber?.length !== 16) return undefined;
+    return { kind: 'reconsent', listId: id.value, version: Number(version.value), subscriberId: uuidOf(subscriber) };
   }
   return undefined;
 }
 
+function uuidOf(bytes: Buffer): string {
+  const hex = bytes.toString('hex');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
 // Unsigned LEB128: a campaign or outbox id is small for years, so it costs a byte or three.
-function encodeId(id: string): Buffer | undefined {
+function encodeId(id: string, max = MAX_ID): Buffer | undefined {
   if (!ID.test(id)) return undefined;
   let value = BigInt(id);
-  if (value > MAX_ID) return undefined;
+  if (value > max) return undefined;
   const bytes: number[] = [];
   do {
     const low = Number(value & 0x7fn);

@@ -9,6 +9,7 @@ import { hostname } from 'node:os';
 import type { Deps } from '../deps.js';
 import { DEFAULT_LOCALE, matchLocale } from '../i18n.js';
 import { reconsentUrl } from '../links/urls.js';
+import { mailTagger } from '../mail/envelope.js';
 import { type MailSender, messageId } from '../mail/transport.js';
 import { DEFAULT_CAMPAIGN_OPTIONS } from './campaign.js';
 import { eachLimited, judgeSendFailure, LoopingWorker, type QueueWorkerOptions, WorkerLoop } from './loop.js';
@@ -25,9 +26,11 @@ export class ReconsentWorker extends LoopingWorker {
   readonly id = `${hostname()}:${process.pid}:reconsent:${randomUUID().slice(0, 8)}`;
   private readonly options: QueueWorkerOptions;
   protected readonly loop: WorkerLoop;
+  private readonly tag: ReturnType<typeof mailTagger>;
 
   constructor(private readonly deps: WorkerDeps, options: Partial<QueueWorkerOptions> = {}) {
     super();
+    this.tag = mailTagger(deps.config);
     this.options = { ...DEFAULT_RECONSENT_OPTIONS, ...options };
     this.loop = new WorkerLoop(() => this.round(), { pollMs: this.options.pollMs, name: this.id }, deps.log);
   }
@@ -78,7 +81,9 @@ export class ReconsentWorker extends LoopingWorker {
     });
     const id = messageId(config.mailFrom);
     try {
-      const response = await sender.send({ ...rendered, from: config.mailFrom, to: mail.email, messageId: id });
+      // Its bounces and complaints name this row (VERP), as a campaign mail's name its row.
+      const tag = this.tag({ kind: 'reconsent', listId: message.list_id, version: message.version, subscriberId: message.subscriber_id });
+      const response = await sender.send({ ...rendered, from: config.mailFrom, to: mail.email, messageId: id, tag });
       metrics.mailsSent.inc({ kind: 'reconsent' });
       return { kind: 'sent', messageId: id, response };
     } catch (error) {
