@@ -1,8 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
-  bounceAddressFitsTags, parseVerpRecipient, resolveVerp, signVerpTag, VERP_TAG_MAX_LENGTH, verifyVerpTag,
-  verpAddress, verpKeysFromSecrets, type VerpClaims,
+  bounceAddressFitsTags, parseVerpRecipient, RECONSENT_MAX_LIST_ID, RECONSENT_MAX_VERSION, resolveVerp, signVerpTag,
+  VERP_TAG_MAX_LENGTH, verifyVerpTag, verpAddress, verpKeysFromSecrets, type VerpClaims,
 } from '../src/inbound/verp.js';
 import type { Config } from '../src/config.js';
 import { mailTagger } from '../src/mail/envelope.js';
@@ -15,12 +15,16 @@ const bigintId = fc.bigInt({ min: 0n, max: (1n << 63n) - 1n }).map(String);
 const claimsArb: fc.Arbitrary<VerpClaims> = fc.oneof(
   bigintId.map((outboxId) => ({ kind: 'outbox' as const, outboxId })),
   fc.record({ kind: fc.constant('campaign' as const), campaignId: bigintId, subscriberId: fc.uuid() }),
+  fc.record({
+    kind: fc.constant('reconsent' as const), listId: fc.bigInt({ min: 0n, max: RECONSENT_MAX_LIST_ID }).map(String),
+    version: fc.integer({ min: 0, max: RECONSENT_MAX_VERSION }), subscriberId: fc.uuid(),
+  }),
 );
 // Any character a mail system could put in its place, other than the same letter in the other case.
 const replacementArb = fc.oneof(fc.constantFrom(...ALPHABET, ...ALPHABET.toUpperCase(), '0', '1', '8', '9', '+', '-', '.', '='), fc.string({ maxLength: 1 }));
 
 describe('VERP tags', () => {
-  it('round-trip every outbox and campaign message, within the length that fits a local part', () => {
+  it('round-trip every outbox, campaign and re-consent message, within the length that fits a local part', () => {
     fc.assert(fc.property(claimsArb, (claims) => {
       const tag = signVerpTag(claims, [KEY_A]);
       expect(tag).toMatch(/^[a-z2-7]+$/);
@@ -36,6 +40,41 @@ describe('VERP tags', () => {
     const worst = signVerpTag({ kind: 'campaign', campaignId: String((1n << 63n) - 1n), subscriberId: 'ffffffff-ffff-ffff-ffff-ffffffffffff' }, [KEY_A]);
     expect(worst).toHaveLength(VERP_TAG_MAX_LENGTH);
     expect(signVerpTag({ kind: 'campaign', campaignId: '42', subscriberId: '6f1c1a5e-2b7c-4c8e-9a51-0d1c2e3f4a5b' }, [KEY_A]).length).toBeLessThan(45);
+  });
+
+  it('keep the largest re-consent key within the campaign\'s worst case, and refuse one past its bounds', () => {
+    const subscriberId = 'ffffffff-ffff-ffff-ffff-ffffffffffff';
+    const largest: VerpClaims = { kind: 'reconsent', listId: String(RECONSENT_MAX_LIST_ID), version: RECONSENT_MAX_VERSION, subscriberId };
+    const worst = signVerpTag(largest, [KEY_A]);
+    expect(worst).toHaveLength(VERP_TAG_MAX_LENGTH);
+    expect(verifyVerpTag(worst, [KEY_A])).toEqual(largest);
+    expect(Buffer.byteLength(verpAddress(BOUNCES, worst).split('@')[0]!)).toBeLessThan(64);
+    expect(() => signVerpTag({ ...largest, listId: String(RECONSENT_MAX_LIST_ID + 1n) }, [KEY_A])).toThrow(RangeError);
+    expect(() => signVerpTag({ ...largest, version: RECONSENT_MAX_VERSION + 1 }, [KEY_A])).toThrow(RangeError);
+    expect(() => signVerpTag({ ...largest, version: -1 }, [KEY_A])).toThrow(RangeError);
+    expect(() => signVerpTag({ ...largest, version: 1.5 }, [KEY_A])).toThrow(RangeError);
+    expect(() => signVerpTag({ ...largest, subscriberId: 'not-a-uuid' }, [KEY_A])).toThrow(RangeError);
+  });
+
+  it('tell a re-consent mail from a campaign mail of the same numbers, and refuse one re-signed with an unknown key', () => {
+    const subscriberId = '6f1c1a5e-2b7c-4c8e-9a51-0d1c2e3f4a5b';
+    const reconsent: VerpClaims = { kind: 'reconsent', listId: '3', version: 2, subscriberId };
+    const tag = signVerpTag(reconsent, [KEY_A]);
+    expect(verifyVerpTag(tag, [KEY_A])).toEqual(reconsent);
+    expect(tag).not.toBe(signVerpTag({ kind: 'campaign', campaignId: '3', subscriberId }, [KEY_A]));
+    // Another version or person of the same list is another mail: its tag is not this one's.
+    expect(signVerpTag({ ...reconsent, version: 3 }, [KEY_A])).not.toBe(tag);
+    expect(verifyVerpTag(signVerpTag({ ...reconsent, version: 3 }, [KEY_B]), [KEY_A])).toBeUndefined();
+  });
+
+  it('refuse a re-consent tag whose payload was altered, even with a recomputed length', () => {
+    const subscriberId = '6f1c1a5e-2b7c-4c8e-9a51-0d1c2e3f4a5b';
+    const tag = signVerpTag({ kind: 'reconsent', listId: '3', version: 2, subscriberId }, [KEY_A]);
+    // The forger's own claims with our MAC copied from a real tag: same length, other payload.
+    const forged = signVerpTag({ kind: 'reconsent', listId: '4', version: 2, subscriberId }, [KEY_B]);
+    const spliced = forged.slice(0, forged.length - 13) + tag.slice(tag.length - 13);
+    expect(verifyVerpTag(spliced, [KEY_A])).toBeUndefined();
+    expect(resolveVerp([verpAddress(BOUNCES, spliced)], { bounceAddress: BOUNCES, keys: [KEY_A] })).toBeUndefined();
   });
 
   it('survive case folding of the tag and of the whole address', () => {
