@@ -147,6 +147,26 @@ describe('with BOUNCE_ADDRESS: re-consent mails are tagged, and reports come bac
     expect(await sendReport(freshCopy(fixture(HARD_BOUNCE)), verpAddress(BOUNCE_ADDRESS, tag))).toMatch(/^250/);
     expect(await snapshotAllTables(t.tdb)).toEqual(before);
   });
+
+  it('a list id past the tag\'s bounds: its re-consent mail goes out untagged, and its bounce matches by Message-ID', async () => {
+    // 2^35 is where the tag's 5 LEB128 bytes for a list id end (src/inbound/verp.ts).
+    await t.tdb.query(`select setval(pg_get_serial_sequence('lists', 'id'), 34359738368)`);
+    const created = await t.service.api('POST', '/api/v1/lists', { slug: 'huge', name: 'Huge', consent_text: 'Send me huge news.' });
+    expect(created.status).toBe(201);
+    const [person] = await seedConfirmed(t.tdb, 'huge', 1, { prefix: 'huge' });
+    expect((await t.service.api('PATCH', '/api/v1/lists/huge', { consent_text: 'Huge news, and partners.', reconsent: true })).status).toBe(200);
+    expect((await t.service.api('POST', '/api/v1/lists/huge/reconsent')).status).toBe(202);
+    const before = t.smtp.received.length;
+    while ((await t.service.reconsentWorker.runOnce()) > 0);
+    const mail = await t.smtp.waitForMailTo('huge1@example.org', before);
+    expect(mail.envelopeFrom).toBe('news@assent.test');
+    const { rows } = await t.tdb.query<{ list_id: string; message_id: string }>(
+      `select list_id::text, message_id from reconsent_messages where subscriber_id = $1 and status = 'sent'`, [person]);
+    expect(BigInt(rows[0]!.list_id)).toBeGreaterThan(34359738367n);
+    expect(await sendReport(await withMessageId(fixture(HARD_BOUNCE), rows[0]!.message_id), 'news@assent.test')).toMatch(/^250/);
+    expect(await q.status(person!, 'huge')).toBe('bounced');
+    expect(await q.reports(person!)).toMatchObject([{ matched_by: 'message_id', reconsent_list_id: rows[0]!.list_id, reconsent_version: 2 }]);
+  });
 });
 
 describe('without BOUNCE_ADDRESS: re-consent mails are matched by their Message-ID', () => {

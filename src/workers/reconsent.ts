@@ -81,14 +81,27 @@ export class ReconsentWorker extends LoopingWorker {
     });
     const id = messageId(config.mailFrom);
     try {
-      // Its bounces and complaints name this row (VERP), as a campaign mail's name its row.
-      const tag = this.tag({ kind: 'reconsent', listId: message.list_id, version: message.version, subscriberId: message.subscriber_id });
+      const tag = this.tagFor(message);
       const response = await sender.send({ ...rendered, from: config.mailFrom, to: mail.email, messageId: id, tag });
       metrics.mailsSent.inc({ kind: 'reconsent' });
       return { kind: 'sent', messageId: id, response };
     } catch (error) {
       const failure = judgeSendFailure(error, { kind: 'reconsent', attempts: message.attempts, maxAttempts: this.options.maxAttempts, metrics });
       return { kind: failure.final ? 'failed' : 'retry', error: failure.message };
+    }
+  }
+
+  /**
+   * Its bounces and complaints name this row (VERP), as a campaign mail's name its row. A key
+   * past the tag's bounds (a list id from 2^35, inbound/verp.ts) goes untagged, matched by its
+   * Message-ID, rather than failing 50 retries for want of a tag.
+   */
+  private tagFor(message: store.ClaimedReconsent) {
+    try {
+      return this.tag({ kind: 'reconsent', listId: message.list_id, version: message.version, subscriberId: message.subscriber_id });
+    } catch (error) {
+      if (error instanceof RangeError) return undefined;
+      throw error;
     }
   }
 }
