@@ -4,9 +4,9 @@
 //   bounces+<tag>@mail.example.org
 //
 // A tag is base32 (RFC 4648 alphabet, lower case, no padding) of
-//   outbox:    kind byte | LEB128 outbox id                               | 8-byte HMAC-SHA256
-//   campaign:  kind byte | LEB128 campaign id | 16-byte subscriber uuid   | 8-byte HMAC-SHA256
-//   reconsent: kind byte | LEB128 list id | LEB128 version | subscriber uuid | 8-byte HMAC-SHA256
+//   outbox:    kind byte | LEB128 outbox id                                      | 8-byte HMAC-SHA256
+//   campaign:  kind byte | LEB128 campaign id | 16-byte subscriber uuid          | 8-byte HMAC-SHA256
+//   reconsent: kind byte | LEB128 list id | LEB128 version | 16-byte subscriber uuid | 8-byte HMAC-SHA256
 // Lower-case base32 because mail systems may fold the case of a local part (RFC 5321 §2.4
 // lets them; Boxbe's sample in the fixtures upper-cased a VERP tag): the tag survives it.
 // 64 bits of MAC: a forger gets one guess per mail he sends us, so 2^64 guesses is out of
@@ -16,8 +16,9 @@
 // list, version, person) would need 1 + 9 + 5 + 16 + 8 = 39 bytes, 63 characters, for any
 // bigint list id and integer version; so its list id is bounded to 5 LEB128 bytes (below
 // 2^35) and its version to 4 (below 2^28), which keeps its worst case at the campaign's 55.
-// Both bounds are far past what a bigserial of lists or a list's versions reach. Rejected: a
-// serial id on reconsent_messages (a table rewrite and a second key for the same row).
+// Both bounds are far past what a list's identity column or its versions reach (past them the
+// re-consent worker sends untagged: matched by Message-ID). Rejected: a serial id on
+// reconsent_messages (a table rewrite and a second key for the same row).
 import { createHmac, timingSafeEqual } from 'node:crypto';
 
 export type VerpClaims =
