@@ -25,6 +25,20 @@ export interface SignupRequest {
   firstName: string | null;
   lastName: string | null;
   locale: Locale;
+  /**
+   * Attributes a server sent with its signup (POST /api/v1/subscribers): kept with the
+   * request and applied with the names once the person confirms.
+   */
+  attributes?: Record<string, string | number | boolean>;
+}
+
+/**
+ * A signup a server made with an API key: the key's name, and which of the request
+ * context's fields the key asserted (rather than the socket or headers telling us).
+ */
+export interface SignupSource {
+  apiKey: string;
+  asserted: readonly ('ip' | 'user_agent' | 'page')[];
 }
 
 export type SignupOutcome = 'mailed' | 'already_confirmed' | 'throttled';
@@ -53,7 +67,7 @@ class WritesNothing extends Error {
 
 type SignupDeps = Pick<Deps, 'db' | 'clock' | 'config' | 'signer' | 'mailTemplates' | 'log'>;
 
-export async function signup(deps: SignupDeps, request: SignupRequest, context: RequestContext): Promise<SignupOutcome> {
+export async function signup(deps: SignupDeps, request: SignupRequest, context: RequestContext, source?: SignupSource): Promise<SignupOutcome> {
   try {
     return await deps.db.transaction().execute(async (trx) => {
       const slug = await listSlug(trx, request.listSlug);
@@ -68,7 +82,7 @@ export async function signup(deps: SignupDeps, request: SignupRequest, context: 
       if ((lastMail !== undefined && now - lastMail < RESEND_INTERVAL_MS) || mailsSince >= DAILY_CONFIRMATION_CAP) {
         throw new WritesNothing('throttled');
       }
-      await requestConfirmation(deps, trx, { ...found, head, now }, request, context);
+      await requestConfirmation(deps, trx, { ...found, head, now }, request, context, source);
       return 'mailed' as const;
     });
   } catch (error) {
@@ -86,6 +100,7 @@ async function requestConfirmation(
   { list, subscriber, subscription, head, now }: Found & { head: { now: Date; prevHash: Buffer | null }; now: number },
   request: SignupRequest,
   context: RequestContext,
+  source: SignupSource | undefined,
 ): Promise<void> {
   const { token, url: confirmUrl } = confirmLink(deps, { subscriberId: subscriber.id, listId: list.id, issuedAt: now });
   const mail = deps.mailTemplates.renderConfirmation({
@@ -95,6 +110,9 @@ async function requestConfirmation(
   const fields: Record<string, string> = { locale: request.locale };
   if (list.fields.includes('first_name') && request.firstName) fields.first_name = request.firstName;
   if (list.fields.includes('last_name') && request.lastName) fields.last_name = request.lastName;
+  // pending_fields holds text only: attributes wait there as one JSON string (store.applySubscriberFields).
+  const attributes = request.attributes && Object.keys(request.attributes).length > 0 ? request.attributes : undefined;
+  const pendingFields = attributes ? { ...fields, attributes: JSON.stringify(attributes) } : fields;
 
   await appendConsentEvent(trx, head, {
     subscriberId: subscriber.id,
@@ -104,7 +122,8 @@ async function requestConfirmation(
       ip: context.ip,
       user_agent: context.userAgent,
       page: context.page,
-      form: { email: subscriber.email, ...fields },
+      form: { email: subscriber.email, ...fields, ...(attributes && { attributes }) },
+      ...(source && { api_key: { name: source.apiKey, asserted: source.asserted } }),
       list: { id: list.id, slug: list.slug, name: list.name },
       consent: { version: list.consentVersion, text: list.consentText },
       mail: sentMailEvidence({ messageId: id, subject: mail.subject, text: mail.text }, token),
@@ -113,7 +132,7 @@ async function requestConfirmation(
   const pendingSince = subscription.status === 'pending' && subscription.pending_since
     ? subscription.pending_since : new Date(now);
   await store.markSubscriptionRequested(trx, { subscriberId: subscriber.id, listId: list.id }, {
-    now: new Date(now), pendingSince, fields, consentVersion: list.consentVersion,
+    now: new Date(now), pendingSince, fields: pendingFields, consentVersion: list.consentVersion,
     mail: { kind: 'confirmation', recipient: subscriber.email, messageId: id, subject: mail.subject, html: mail.html, text: mail.text },
   });
   if (!deps.config.smtpUrl) deps.log.info({ confirm_url: confirmUrl }, 'confirmation mail written to the outbox folder');

@@ -178,9 +178,13 @@ export async function markSubscriptionWithdrawn(trx: Trx, key: { subscriberId: s
 }
 
 /** What the person typed with their signup, applied once their click proves the address is theirs. */
-export async function applySubscriberFields(trx: Trx, id: string, fields: { first_name?: string; last_name?: string; locale?: string }): Promise<void> {
+export async function applySubscriberFields(trx: Trx, id: string, fields: { first_name?: string; last_name?: string; locale?: string; attributes?: string }): Promise<void> {
   if (Object.keys(fields).length === 0) return;
-  await trx.updateTable('subscribers').set({ ...fields, updated_at: sql`now()` }).where('id', '=', id).execute();
+  // attributes: a JSON object as text (a server's signup), merged over what is held.
+  const { attributes, ...names } = fields;
+  await trx.updateTable('subscribers')
+    .set({ ...names, ...(attributes !== undefined && { attributes: sql`attributes || ${attributes}::jsonb` }), updated_at: sql`now()` })
+    .where('id', '=', id).execute();
 }
 
 /** The first affinity level, on the first confirmation; later confirmations keep what was recorded. */
