@@ -50,6 +50,8 @@ export interface Config {
     /** An RFC 3161 time-stamping authority for every checkpoint. */
     readonly tsaUrl: string | undefined;
   };
+  /** Webhook URLs may reach private, loopback and link-local addresses: outside production, or with WEBHOOK_ALLOW_PRIVATE=1. */
+  readonly webhookAllowPrivate: boolean;
   /** Who holds the data (GDPR Art. 13; ISO/IEC TS 27560 "controller"), named in mails, pages and receipts. */
   readonly controller: {
     readonly name: string | undefined;
@@ -116,6 +118,7 @@ const envSchema = z.object({
   CONTROLLER_NAME: z.string().min(1).max(200).optional(),
   CONTROLLER_CONTACT: z.string().min(3).max(320).optional(),
   PRIVACY_URL: z.url({ protocol: /^https?$/ }).optional(),
+  WEBHOOK_ALLOW_PRIVATE: z.enum(['0', '1', 'false', 'true']).optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
@@ -191,6 +194,7 @@ export function parseConfig(env: Record<string, string | undefined>): ConfigResu
       : undefined,
     logLevel: e.LOG_LEVEL,
     consentLog: { origin, key: logKey as SignerKey | undefined, tsaUrl: e.TSA_URL },
+    webhookAllowPrivate: e.NODE_ENV !== 'production' || ['1', 'true'].includes(e.WEBHOOK_ALLOW_PRIVATE ?? ''),
     controller: { name: e.CONTROLLER_NAME, contact: e.CONTROLLER_CONTACT, privacyUrl: e.PRIVACY_URL },
   };
   return { ok: true, config: Object.freeze(config) };

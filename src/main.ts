@@ -26,6 +26,7 @@ import { CampaignWorker } from './workers/campaign.js';
 import { countQueuedMessages } from './workers/message-store.js';
 import { OutboxWorker } from './workers/outbox.js';
 import { countQueuedMails } from './workers/outbox-store.js';
+import { WebhookWorker } from './workers/webhooks.js';
 
 export type Role = 'serve' | 'worker';
 
@@ -170,6 +171,7 @@ export async function startService(config: Config, roles: readonly Role[], log =
   const database = await openDatabase(config, log);
   let worker: OutboxWorker | undefined;
   let campaignWorker: CampaignWorker | undefined;
+  let webhookWorker: WebhookWorker | undefined;
   const deps = await buildDeps(config, log, database.db, { outbox: () => worker?.wake(), campaigns: () => campaignWorker?.wake() });
   const sender = roles.includes('worker') ? createSender(config) : undefined;
   // Every role runs the consent log's sequencer: an advisory lock makes one of them active,
@@ -183,13 +185,16 @@ export async function startService(config: Config, roles: readonly Role[], log =
   if (sender) {
     worker = new OutboxWorker({ ...deps, sender });
     campaignWorker = new CampaignWorker({ ...deps, sender });
+    // Webhooks run with the mail workers: fed from the ledger, so the signup request never waits on them.
+    webhookWorker = new WebhookWorker(deps);
     worker.start();
     campaignWorker.start();
+    webhookWorker.start();
     log.info({ workers: [worker.id, campaignWorker.id], transport: config.smtpUrl ? 'smtp' : path.join(config.dataDir, 'outbox') }, 'mail workers started');
   }
   // Workers finish or give back what they hold, then the SMTP pool and the database close.
   const stopBehindServer = async () => {
-    await Promise.all([worker?.stop(), campaignWorker?.stop(), consentLogWorker.stop()]);
+    await Promise.all([worker?.stop(), campaignWorker?.stop(), webhookWorker?.stop(), consentLogWorker.stop()]);
     if (sender) log.info('mail workers stopped');
     sender?.close();
     await database.close();

@@ -25,6 +25,7 @@ export function createMetrics() {
     }),
     consentLogCheckpoints: new Counter({ name: 'assent_consent_log_checkpoints_total', help: 'Consent log checkpoints signed by this process', registers: [registry] }),
     consentLogLeaves: new Counter({ name: 'assent_consent_log_leaves_total', help: 'Consent events given a leaf of the consent log by this process', registers: [registry] }),
+    webhookAttempts: new Counter({ name: 'assent_webhook_attempts_total', help: 'Webhook calls made, by outcome: delivered, failed (to be retried), gave_up, refused (private address)', labelNames: ['outcome'] as const, registers: [registry] }),
     sendLatency: new Histogram({
       name: 'assent_mail_send_seconds', help: 'Time to hand one mail to the relay', labelNames: ['kind'] as const,
       buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: [registry],

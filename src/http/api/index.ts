@@ -15,6 +15,7 @@ import { type ApiEnv, apiRoutes } from './env.js';
 import { idempotency } from './idempotency.js';
 import { listsApp } from './lists.js';
 import { subscribersApp } from './subscribers.js';
+import { webhooksApp } from './webhooks.js';
 
 /**
  * 401 without a valid key. A wrong secret behind a real prefix costs an argon2 verification
@@ -79,6 +80,7 @@ export function apiApp(deps: Deps): OpenAPIHono<ApiEnv> {
   app.route('/v1/subscribers', subscribersApp(deps));
   app.route('/v1/subscribers', consentApp(deps));
   app.route('/v1/campaigns', campaignsApp(deps));
+  app.route('/v1/webhooks', webhooksApp(deps));
 
   const info = { title: 'assent', version: '1', description: 'Double-opt-in subscriptions with proof of consent' };
   app.doc31('/openapi.json', { openapi: '3.1.0', info, servers: [{ url: `${deps.config.publicUrl}/api` }] });
