@@ -39,6 +39,8 @@ export interface SignupRequest {
 export interface SignupSource {
   apiKey: string;
   asserted: readonly ('ip' | 'user_agent' | 'page')[];
+  /** An import's row that brought no consent (imports/imports.ts): which file and line asked. */
+  import?: { id: string; file_sha256: string; line: number };
 }
 
 export type SignupOutcome = 'mailed' | 'already_confirmed' | 'throttled';
@@ -124,6 +126,7 @@ async function requestConfirmation(
       page: context.page,
       form: { email: subscriber.email, ...fields, ...(attributes && { attributes }) },
       ...(source && { api_key: { name: source.apiKey, asserted: source.asserted } }),
+      ...(source?.import && { import: source.import }),
       list: { id: list.id, slug: list.slug, name: list.name },
       consent: { version: list.consentVersion, text: list.consentText },
       mail: sentMailEvidence({ messageId: id, subject: mail.subject, text: mail.text }, token),

@@ -1,0 +1,195 @@
+// Imports: a file of people brought into a list. A row that brings its consent (consented_at)
+// becomes confirmed with an `imported` consent event whose evidence holds what the row said,
+// the file's SHA-256 and the key that sent it; a row without gets the form's confirmation
+// mail (signup.ts, the same throttles); a suppressed or erased address is never added back,
+// one that left the list is not put back on it, and a confirmed one is never downgraded.
+// Every row is judged on its own: a bad one is reported by line and the rest goes on.
+import type { Readable } from 'node:stream';
+import { addressHash, cleanName, normaliseEmail } from '../consent/address.js';
+import { appendConsentEvent, chainHead } from '../consent/ledger.js';
+import { signup } from '../consent/signup.js';
+import * as consentStore from '../consent/store.js';
+import type { Deps } from '../deps.js';
+import { DomainError } from '../errors.js';
+import { DEFAULT_LOCALE, matchLocale } from '../i18n.js';
+import * as listStore from '../lists/store.js';
+import type { ListWithConsent } from '../lists/store.js';
+import { type ImportRow, RowError, toImportRow } from './columns.js';
+import { type ImportFormat, readCsvHeader, readNdjsonKeys, readRecords, type SpooledFile, spool } from './reader.js';
+import * as store from './store.js';
+
+type ImportDeps = Pick<Deps, 'db' | 'clock' | 'config' | 'signer' | 'mailTemplates' | 'log' | 'wakeOutbox'>;
+
+/** Rejections kept per import (all are counted): enough to fix a file, bounded for one that is all wrong. */
+const KEPT_REJECTIONS = 10_000;
+const PROGRESS_EVERY_ROWS = 500;
+
+export interface ImportProgress extends store.ImportCounts {
+  /** Bytes of the file read so far, and its size. */
+  position: number;
+  bytes: number;
+}
+
+export interface StartedImport {
+  id: string;
+  file: SpooledFile;
+  /** Resolves when every row is done (the import's row says so too). */
+  done: Promise<store.ImportCounts>;
+}
+
+/**
+ * Spools the body, checks its header (no `email` column: 422 before anything is written),
+ * records the import and starts its rows; resolves once the import is recorded.
+ */
+export async function startImport(deps: ImportDeps, input: {
+  listSlug: string; format: ImportFormat; body: Readable | ReadableStream<Uint8Array>; apiKey: string;
+  onProgress?: (progress: ImportProgress) => void;
+}): Promise<StartedImport> {
+  const list = await listStore.findListBySlug(deps.db, input.listSlug);
+  if (!list) throw new DomainError('list_not_found', `there is no list "${input.listSlug}"`);
+  const file = await spool(input.body);
+  try {
+    const columns = input.format === 'csv' ? await readCsvHeader(file.path) : await readNdjsonKeys(file.path);
+    if (!columns.includes('email')) {
+      throw new DomainError('import_invalid', input.format === 'csv'
+        ? 'the header row has no email column (email, or "Email Address" as Mailchimp exports it)'
+        : 'the first line is not a JSON object with an "email"', { email: 'missing' });
+    }
+  } catch (error) {
+    await file.remove();
+    throw error;
+  }
+  const id = await store.insertImport(deps.db, { listId: list.id, createdBy: input.apiKey, format: input.format, sha256: Buffer.from(file.sha256, 'hex') });
+  const done = runImport(deps, { id, list, file, format: input.format, apiKey: input.apiKey, onProgress: input.onProgress })
+    .finally(() => file.remove());
+  return { id, file, done };
+}
+
+type RowOutcome = 'imported' | 'pending' | 'unchanged' | { rejected: string };
+
+async function runImport(deps: ImportDeps, job: {
+  id: string; list: ListWithConsent; file: SpooledFile; format: ImportFormat; apiKey: string; onProgress?: (progress: ImportProgress) => void;
+}): Promise<store.ImportCounts> {
+  const counts: store.ImportCounts = { rows_read: 0, imported: 0, pending: 0, unchanged: 0, rejected: 0 };
+  let rejections: { line: number; reason: string }[] = [];
+  let kept = 0;
+  const flush = async (position: number) => {
+    await store.insertRejections(deps.db, job.id, rejections);
+    rejections = [];
+    await store.saveProgress(deps.db, job.id, counts);
+    job.onProgress?.({ ...counts, position, bytes: job.file.bytes });
+  };
+  try {
+    let position = 0;
+    for await (const record of readRecords(job.file.path, job.format)) {
+      position = record.position;
+      counts.rows_read += 1;
+      const outcome = record.record === undefined
+        ? { rejected: record.error ?? 'unreadable' }
+        : await importRecord(deps, job, record.record, record.line);
+      if (typeof outcome === 'object') {
+        counts.rejected += 1;
+        if (kept < KEPT_REJECTIONS) { kept += 1; rejections.push({ line: record.line, reason: outcome.rejected }); }
+      } else {
+        counts[outcome] += 1;
+      }
+      if (counts.rows_read % PROGRESS_EVERY_ROWS === 0) await flush(position);
+    }
+    await flush(job.file.bytes);
+    await store.saveProgress(deps.db, job.id, counts, { status: 'finished' });
+    return counts;
+  } catch (error) {
+    deps.log.error({ err: error, import_id: job.id }, 'import failed');
+    await store.insertRejections(deps.db, job.id, rejections).catch(() => undefined);
+    await store.saveProgress(deps.db, job.id, counts, { status: 'failed', error: 'the import stopped: see the service log' });
+    return counts;
+  }
+}
+
+async function importRecord(deps: ImportDeps, job: { id: string; list: ListWithConsent; file: SpooledFile; apiKey: string }, record: Record<string, unknown>, line: number): Promise<RowOutcome> {
+  let row: ReturnType<typeof toImportRow>;
+  try {
+    row = toImportRow(record, deps.clock());
+  } catch (error) {
+    if (error instanceof RowError) return { rejected: error.message };
+    throw error;
+  }
+  if (row.email === null) return { rejected: 'email: missing' };
+  const email = normaliseEmail(row.email);
+  if (!email) return { rejected: 'email: not a valid email address' };
+  if (row.blocklisted) return { rejected: 'blocklisted in the exporting system: not imported' };
+  const fullRow: ImportRow = { ...row, email };
+  return fullRow.consent ? importWithConsent(deps, job, fullRow, line) : importForPermission(deps, job, fullRow, line);
+}
+
+/** Before any write: an address never to be added back, or one already on the list. */
+async function standing(trx: Parameters<typeof store.isSuppressed>[0], email: string, listId: string): Promise<RowOutcome | undefined> {
+  await consentStore.lockMailbox(trx, email);
+  if (await store.isSuppressed(trx, addressHash(email))) return { rejected: 'suppressed (erased, bounced or complained): never added back' };
+  const status = await store.findSubscriptionStatus(trx, email, listId);
+  if (status === 'confirmed') return 'unchanged';
+  if (status !== undefined && status !== 'pending') return { rejected: `${status} from this list: not put back on it` };
+  return status === 'pending' ? 'pending' : undefined;
+}
+
+const names = (list: ListWithConsent, row: ImportRow) => {
+  const fields: { first_name?: string; last_name?: string; locale?: string; attributes?: string } = {};
+  const first = cleanName(row.firstName ?? undefined)?.slice(0, 100);
+  const last = cleanName(row.lastName ?? undefined)?.slice(0, 100);
+  if (list.fields.includes('first_name') && first) fields.first_name = first;
+  if (list.fields.includes('last_name') && last) fields.last_name = last;
+  return { fields, first: first ?? null, last: last ?? null };
+};
+
+async function importWithConsent(deps: ImportDeps, job: { id: string; list: ListWithConsent; file: SpooledFile; apiKey: string }, row: ImportRow, line: number): Promise<RowOutcome> {
+  const locale = matchLocale(row.locale) ?? DEFAULT_LOCALE;
+  return deps.db.transaction().execute(async (trx): Promise<RowOutcome> => {
+    const before = await standing(trx, row.email, job.list.id);
+    // A pending subscriber whose row brings consent is confirmed by it; anything else stands.
+    if (before !== undefined && before !== 'pending') return before;
+    const found = await consentStore.upsertSignup(trx, { listSlug: job.list.slug, email: row.email, locale });
+    if (!found) throw new DomainError('list_not_found', `there is no list "${job.list.slug}"`);
+    const { list, subscriber } = found;
+    const head = await chainHead(trx, subscriber.id);
+    const { fields } = names(list, row);
+    await appendConsentEvent(trx, head, {
+      subscriberId: subscriber.id,
+      listId: list.id,
+      kind: 'imported',
+      evidence: {
+        // What the row said, as it said it: the proof is the exporter's, we vouch only that this file said so.
+        row: { email: row.email, ...row.consent, ...(fields.first_name && { first_name: fields.first_name }), ...(fields.last_name && { last_name: fields.last_name }) },
+        import: { id: job.id, file_sha256: job.file.sha256, line },
+        api_key: { name: job.apiKey },
+        list: { id: list.id, slug: list.slug, name: list.name },
+        consent: { version: list.consentVersion, text: list.consentText },
+      },
+    });
+    await consentStore.markSubscriptionConfirmed(trx, { subscriberId: subscriber.id, listId: list.id }, { at: head.now, consentVersion: list.consentVersion });
+    const attributes = Object.keys(row.attributes).length > 0 ? { attributes: JSON.stringify(row.attributes) } : {};
+    await consentStore.applySubscriberFields(trx, subscriber.id, { ...fields, ...(row.locale && { locale }), ...attributes });
+    await consentStore.recordFirstAffinity(trx, subscriber.id);
+    return 'imported';
+  });
+}
+
+async function importForPermission(deps: ImportDeps, job: { id: string; list: ListWithConsent; file: SpooledFile; apiKey: string }, row: ImportRow, line: number): Promise<RowOutcome> {
+  const before = await deps.db.transaction().execute((trx) => standing(trx, row.email, job.list.id));
+  // Already pending: it had its mail; a second import of the same file sends none.
+  if (before !== undefined) return before === 'pending' ? 'unchanged' : before;
+  const { first, last } = names(job.list, row);
+  const outcome = await signup(deps, {
+    email: row.email, listSlug: job.list.slug, firstName: first, lastName: last, locale: matchLocale(row.locale) ?? DEFAULT_LOCALE,
+    ...(Object.keys(row.attributes).length > 0 && { attributes: row.attributes }),
+  }, { ip: null, userAgent: null, page: null }, { apiKey: job.apiKey, asserted: [], import: { id: job.id, file_sha256: job.file.sha256, line } });
+  if (outcome === 'mailed') deps.wakeOutbox();
+  return outcome === 'already_confirmed' ? 'unchanged' : 'pending';
+}
+
+/** An import as GET /api/v1/imports/{id} shows it. */
+export async function getImport(deps: Pick<Deps, 'db'>, id: string) {
+  const row = await store.findImport(deps.db, id);
+  if (!row) throw new DomainError('import_not_found', 'there is no such import');
+  const rejections = await store.findRejections(deps.db, id, KEPT_REJECTIONS);
+  return { ...row, file_sha256: row.file_sha256.toString('hex'), rejections };
+}

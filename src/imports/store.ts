@@ -1,0 +1,61 @@
+// The imports' SQL: the import's row and its counters, its rejections by line, and what one
+// row needs to know before it writes anything (suppressed? already on the list?).
+import { sql } from 'kysely';
+import type { Database, Trx } from '../db/database.js';
+import type { SubscriptionStatus } from '../domain.js';
+
+type Db = Database | Trx;
+
+export async function insertImport(db: Db, row: { listId: string; createdBy: string; format: 'csv' | 'ndjson'; sha256: Buffer }): Promise<string> {
+  const inserted = await db.insertInto('imports')
+    .values({ list_id: row.listId, created_by: row.createdBy, format: row.format, file_sha256: row.sha256 })
+    .returning('id').executeTakeFirstOrThrow();
+  return inserted.id;
+}
+
+export interface ImportCounts {
+  rows_read: number;
+  imported: number;
+  pending: number;
+  unchanged: number;
+  rejected: number;
+}
+
+export async function saveProgress(db: Db, id: string, counts: ImportCounts, done?: { status: 'finished' | 'failed'; error?: string }): Promise<void> {
+  await db.updateTable('imports')
+    .set({ ...counts, ...(done && { status: done.status, error: done.error ?? null, finished_at: sql<Date>`now()` }) })
+    .where('id', '=', id).execute();
+}
+
+export async function insertRejections(db: Db, id: string, rejections: { line: number; reason: string }[]): Promise<void> {
+  if (rejections.length === 0) return;
+  await db.insertInto('import_rejections')
+    .values(rejections.map((r) => ({ import_id: id, line: r.line, reason: r.reason.slice(0, 300) })))
+    .onConflict((oc) => oc.columns(['import_id', 'line']).doNothing())
+    .execute();
+}
+
+export async function findImport(db: Db, id: string) {
+  return db.selectFrom('imports as i').innerJoin('lists as l', 'l.id', 'i.list_id')
+    .select(['i.id', 'l.slug as list', 'i.format', 'i.file_sha256', 'i.status', 'i.rows_read', 'i.imported', 'i.pending', 'i.unchanged',
+      'i.rejected', 'i.error', 'i.created_at', 'i.finished_at'])
+    .where('i.id', '=', id).executeTakeFirst();
+}
+
+export async function findRejections(db: Db, id: string, limit: number) {
+  return db.selectFrom('import_rejections').select(['line', 'reason']).where('import_id', '=', id).orderBy('line').limit(limit).execute();
+}
+
+export async function isSuppressed(trx: Trx, addressHash: Buffer): Promise<boolean> {
+  const row = await trx.selectFrom('suppressions').select('reason').where('address_hash', '=', addressHash).executeTakeFirst();
+  return row !== undefined;
+}
+
+/** The address's subscription to the list, if any (matched as signups match: case-insensitively). */
+export async function findSubscriptionStatus(trx: Trx, email: string, listId: string): Promise<SubscriptionStatus | undefined> {
+  const row = await trx.selectFrom('subscribers as s').innerJoin('subscriptions as x', 'x.subscriber_id', 's.id')
+    .select('x.status')
+    .where(sql`lower(s.email)`, '=', email.toLowerCase()).where('x.list_id', '=', listId)
+    .executeTakeFirst();
+  return row?.status;
+}
