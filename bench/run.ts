@@ -10,11 +10,15 @@ import { createDatabase } from '../src/db/database.js';
 import { startEmbeddedDatabase } from '../src/db/embedded.js';
 import { migrateToLatest } from '../src/db/migrate.js';
 import { benchAudience } from './audience.js';
-import { buildService } from './build.js';
+import { buildService, buildServiceAt } from './build.js';
+import { benchConsentLog } from './consent-log.js';
 import { killChildren, postmasterPid, startChild } from './lib.js';
 import { markdown, type RenderResult, writeResults } from './report.js';
 import { benchSend } from './send.js';
 import { benchSignup } from './signup.js';
+
+// The last commit before the consent log was wired in: the signup's "before" for its CPU cost.
+const BEFORE_CONSENT_LOG = '4ec4dad0902b8b283ecd0aaeb7c81f35649f6edd';
 
 const started = Date.now();
 const loadBefore = loadavg()[0]!;
@@ -34,8 +38,9 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 }
 
 try {
-  step('compiling the service as the image does');
+  step('compiling the service as the image does, and as it was before the consent log');
   const cli = buildService(path.join(dataDir, 'build'));
+  const cliBeforeLog = buildServiceAt(BEFORE_CONSENT_LOG, path.join(dataDir, 'build-before-log'));
   step(`embedded PostgreSQL in ${dataDir}`);
   const database = await startEmbeddedDatabase(dataDir);
   stopDatabase = () => database.stop();
@@ -58,15 +63,30 @@ try {
   const { url: smtpUrl } = await sink.message<{ ready?: boolean; url: string }>((m) => m.ready === true);
   const env = { cli, databaseUrl: database.url, postgresPid: postmasterPid(dataDir), smtpUrl, dataDir };
 
-  step('signup: the service, then the bare baseline, 64 connections for 20 s each');
-  const signup = await benchSignup(env, admin, sink.pid);
+  step('signup: the service before the consent log, the service, then the bare baseline, 64 connections for 20 s each');
+  await admin.query('create database before_log');
+  const beforeUrl = new URL(database.url);
+  beforeUrl.pathname = '/before_log';
+  const signup = await benchSignup(env, admin, sink.pid, {
+    label: `before the consent log (${BEFORE_CONSENT_LOG.slice(0, 7)})`,
+    env: { ...env, cli: cliBeforeLog, databaseUrl: beforeUrl.href },
+    // That build's migrations already gave consent_events its txid column: without its default, nothing of the log is left.
+    prepare: async () => {
+      const before = new pg.Client({ connectionString: beforeUrl.href });
+      await before.connect();
+      await before.query('alter table consent_events alter column txid drop default');
+      await before.end();
+    },
+  });
   step('send: a campaign to 100,000, then the nodemailer ceiling');
   const send = await benchSend(env, admin, sink);
   step('audience: seeding a million, fixing the audience, the sender on it');
   const audience = await benchAudience(env, admin);
   await sink.stop();
+  step('consent log: a million events sequenced, then proofs on the tree of a million');
+  const consentLog = await benchConsentLog(database.url, admin);
 
-  const text = markdown({ signup, send, render, audience, postgres, loadBefore, totalSeconds: (Date.now() - started) / 1000 });
+  const text = markdown({ signup, send, render, audience, consentLog, postgres, loadBefore, totalSeconds: (Date.now() - started) / 1000 });
   process.stdout.write(`\n${text}\n`);
   writeResults(text, { readme: process.argv.includes('--readme') });
   step(`written to bench/results.md${process.argv.includes('--readme') ? ' and README.md' : ''}`);

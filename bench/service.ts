@@ -8,6 +8,8 @@ import { type Child, startChild, waitUntil } from './lib.js';
 
 export const API_KEY = 'bench-api-key-0123456789abcdef';
 const TOKEN_SECRET = 'bench-token-secret-0123456789abcdef0123456789';
+/** The consent log's key in every bench process (a base64 Ed25519 seed). */
+export const BENCH_LOG_KEY = Buffer.alloc(32, 9).toString('base64');
 
 export interface Assent extends Child {
   port: number;
@@ -56,7 +58,7 @@ export async function startAssent(role: 'all' | 'serve' | 'worker', env: AssentE
       MAIL_FROM: 'News <news@bench.example>',
       SENDER_ADDRESS: '1 Bench Street, Testville',
       TOKEN_SECRETS: TOKEN_SECRET,
-      CONSENT_LOG_KEY: Buffer.alloc(32, 9).toString('base64'),
+      CONSENT_LOG_KEY: BENCH_LOG_KEY,
       ASSENT_API_KEY: API_KEY,
       // The per-IP limit would turn a load generator on one address into 429s.
       SUBSCRIBE_RATE_LIMIT: '0',

@@ -27,6 +27,8 @@ export interface LoadResult {
 export interface SignupResult {
   service: LoadResult;
   baseline: LoadResult;
+  /** The same load on the service as it was before a change (its own database), where asked. */
+  before?: { label: string; result: LoadResult };
   check: { accepted: number; subscribers: number; events: number; mails: number; missing: number; ok: boolean };
 }
 
@@ -62,17 +64,28 @@ async function measured(port: number, pids: Record<string, { pid: number; tree?:
   });
 }
 
-export async function benchSignup(env: AssentEnv, admin: pg.Pool, sinkPid: number): Promise<SignupResult> {
+/** Warm-up, then the measured load, on one build of the service; `prepare` runs once it has migrated its database. */
+async function loadService(env: AssentEnv, sinkPid: number, prepare?: () => Promise<void>): Promise<{ warmAccepted: number; result: LoadResult }> {
   const service = await startAssent('all', env);
-  let ours: LoadResult;
-  let warmAccepted: number;
   try {
+    await prepare?.();
     await service.api('POST', '/api/v1/lists', { slug: 'signups', name: 'Signups', consent_text: 'Send me the weekly news.' });
-    warmAccepted = (await load(service.port, 'warm', 'signups', WARMUP_SECONDS)).accepted;
-    ours = await measured(service.port, { app: { pid: service.pid }, sink: { pid: sinkPid }, postgres: { pid: env.postgresPid, tree: true } });
+    const warmAccepted = (await load(service.port, 'warm', 'signups', WARMUP_SECONDS)).accepted;
+    const result = await measured(service.port, { app: { pid: service.pid }, sink: { pid: sinkPid }, postgres: { pid: env.postgresPid, tree: true } });
+    return { warmAccepted, result };
   } finally {
     await service.stop();
   }
+}
+
+/**
+ * The service, then the bare baseline; with `before`, first the same load on the service as
+ * it was before a change (another build, on a database of its own).
+ */
+export async function benchSignup(env: AssentEnv, admin: pg.Pool, sinkPid: number,
+  before?: { label: string; env: AssentEnv; prepare: () => Promise<void> }): Promise<SignupResult> {
+  const earlier = before && { label: before.label, result: (await loadService(before.env, sinkPid, before.prepare)).result };
+  const { warmAccepted, result: ours } = await loadService(env, sinkPid);
 
   const baselinePort = await freePort();
   const baseline = startChild('bench/baseline-signup.ts', [], {
@@ -108,5 +121,5 @@ export async function benchSignup(env: AssentEnv, admin: pg.Pool, sinkPid: numbe
     ok: false,
   };
   check.ok = check.subscribers >= accepted && check.events === check.subscribers && check.mails === check.subscribers && check.missing === 0;
-  return { service: ours, baseline: base, check };
+  return { service: ours, baseline: base, check, ...(earlier && { before: earlier }) };
 }
