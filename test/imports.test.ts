@@ -97,11 +97,41 @@ describe('an import', () => {
     expect((await t.service.api('DELETE', `/api/v1/subscribers/${erased}`)).status).toBe(204);
     await t.tdb.query(`update subscriptions set status = 'unsubscribed' where subscriber_id = (select id from subscribers where email = 'leaves@example.org')`);
     const before = await snapshot(t.tdb);
-    const view = await runImport('email,consented_at\nErase-Me@example.org,2024-02-02T00:00:00Z\nerase-me@example.org,\nstays@example.org,\nleaves@example.org,2024-02-02T00:00:00Z\nleaves@example.org,');
-    expect(view).toMatchObject({ imported: 0, pending: 0, unchanged: 1, rejected: 4 });
-    expect(view.rejections.map((r) => [r.line, r.reason.split(' ')[0]])).toEqual([[2, 'suppressed'], [3, 'suppressed'], [5, 'unsubscribed'], [6, 'unsubscribed']]);
+    // stays@ twice: without consent (not sent a mail) and with a newer consent (not re-imported over its own).
+    const view = await runImport('email,consented_at\nErase-Me@example.org,2024-02-02T00:00:00Z\nerase-me@example.org,\nstays@example.org,\nstays@example.org,2024-02-02T00:00:00Z\nleaves@example.org,2024-02-02T00:00:00Z\nleaves@example.org,');
+    expect(view).toMatchObject({ imported: 0, pending: 0, unchanged: 2, rejected: 4 });
+    expect(view.rejections.map((r) => [r.line, r.reason.split(' ')[0]])).toEqual([[2, 'suppressed'], [3, 'suppressed'], [6, 'unsubscribed'], [7, 'unsubscribed']]);
     expect(await statusOf('stays@example.org')).toBe('confirmed');
     expect(await snapshot(t.tdb)).toEqual(before);
+  });
+
+  it('writes rows a batch at a time: lines, duplicates and counts hold across batches', async () => {
+    const lines = ['email,first_name,consented_at'];
+    for (let i = 0; i < 1_200; i += 1) {
+      if (i % 400 === 7) lines.push(`not-an-address-${i},,`);
+      else if (i % 100 === 3) lines.push(`batch${i}@example.org,,`);
+      else lines.push(`batch${i}@example.org,B${i},2024-01-01T00:00:00Z`);
+    }
+    // Past the first batch: an address the first batch confirmed, and one it left pending, both again with consent.
+    lines.push('batch0@example.org,,2024-06-01T00:00:00Z', 'batch3@example.org,,2024-06-01T00:00:00Z');
+    const view = await runImport(lines.join('\n'));
+    expect(view).toMatchObject({ rows_read: 1_202, imported: 1_200 - 3 - 12 + 1, pending: 12, unchanged: 1, rejected: 3 });
+    expect(view.rejections.map((r) => r.line)).toEqual([9, 409, 809]);
+    expect(await statusOf('batch3@example.org')).toBe('confirmed');
+    const { rows: [counts] } = await t.tdb.query(`select
+        (select count(*)::int from consent_events e join subscribers s on s.id = e.subscriber_id where s.email like 'batch%' and e.kind = 'imported') as imported,
+        (select count(*)::int from outbox where recipient like 'batch%') as mails`);
+    expect(counts).toEqual({ imported: 1_200 - 3 - 12 + 1, mails: 12 });
+  }, 120_000);
+
+  it('rejects a row whose mailbox was just sent a confirmation under another spelling, writing nothing for it, and goes on', async () => {
+    const before = (await t.tdb.query('select count(*)::int as n from subscribers')).rows[0].n;
+    const view = await runImport('email\nspel.ling@gmail.com\nspelling+news@gmail.com\nafter-throttle@example.org\n');
+    expect(view).toMatchObject({ pending: 2, rejected: 1 });
+    expect(view.rejections).toEqual([{ line: 3, reason: expect.stringMatching(/^throttled/) }]);
+    expect((await t.tdb.query('select count(*)::int as n from subscribers')).rows[0].n).toBe(before + 2);
+    expect(await statusOf('spelling+news@gmail.com')).toBeUndefined();
+    expect(await statusOf('after-throttle@example.org')).toBe('pending');
   });
 
   it('refuses a file without an email column with 422 before any row is written', async () => {

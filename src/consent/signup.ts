@@ -1,7 +1,9 @@
 // A signup: one transaction that records the request, its evidence and the confirmation mail
 // (transactional outbox); the worker sends it later. The caller answers the same whatever
 // happened here, so nobody learns who is on a list.
+import type { ControlledTransaction } from 'kysely';
 import type { Trx } from '../db/database.js';
+import type { DB } from '../db/schema.js';
 import type { Deps } from '../deps.js';
 import type { RequestContext } from '../domain.js';
 import { DomainError } from '../errors.js';
@@ -71,26 +73,46 @@ type SignupDeps = Pick<Deps, 'db' | 'clock' | 'config' | 'signer' | 'mailTemplat
 
 export async function signup(deps: SignupDeps, request: SignupRequest, context: RequestContext, source?: SignupSource): Promise<SignupOutcome> {
   try {
-    return await deps.db.transaction().execute(async (trx) => {
-      const slug = await listSlug(trx, request.listSlug);
-      const found = await store.upsertSignup(trx, { listSlug: slug, email: request.email, locale: request.locale });
-      if (!found) throw new DomainError('list_not_found', `there is no list "${slug}"`);
-      if (found.subscription.status === 'confirmed') throw new WritesNothing('already_confirmed');
-      const key = { subscriberId: found.subscriber.id, mailboxKey: found.subscriber.mailboxKey, listId: found.list.id };
-      const now = deps.clock();
-      // Both throttles count per mailbox, over every spelling of the address (migration 0004).
-      const { head, mailsSince, lastMailToList } = await store.signupHead(trx, key, new Date(now - DAY_MS));
-      const lastMail = lastMailToList?.getTime();
-      if ((lastMail !== undefined && now - lastMail < RESEND_INTERVAL_MS) || mailsSince >= DAILY_CONFIRMATION_CAP) {
-        throw new WritesNothing('throttled');
-      }
-      await requestConfirmation(deps, trx, { ...found, head, now }, request, context, source);
-      return 'mailed' as const;
-    });
+    return await deps.db.transaction().execute((trx) => requestSignup(deps, trx, request, context, source));
   } catch (error) {
     if (error instanceof WritesNothing) return error.outcome;
     throw error;
   }
+}
+
+/**
+ * A signup inside the caller's transaction, for an import's batch (imports/imports.ts): a
+ * savepoint stands in for signup's own transaction, so a throttled row writes nothing and
+ * the batch goes on. The caller holds its transaction open; the mail waits for its commit.
+ */
+export async function signupInBatch(deps: SignupDeps, trx: ControlledTransaction<DB>, request: SignupRequest, context: RequestContext, source: SignupSource): Promise<SignupOutcome> {
+  const row = await trx.savepoint('signup').execute();
+  try {
+    const outcome = await requestSignup(deps, row, request, context, source);
+    await row.releaseSavepoint('signup').execute();
+    return outcome;
+  } catch (error) {
+    await row.rollbackToSavepoint('signup').execute();
+    if (error instanceof WritesNothing) return error.outcome;
+    throw error;
+  }
+}
+
+async function requestSignup(deps: SignupDeps, trx: Trx, request: SignupRequest, context: RequestContext, source: SignupSource | undefined): Promise<'mailed'> {
+  const slug = await listSlug(trx, request.listSlug);
+  const found = await store.upsertSignup(trx, { listSlug: slug, email: request.email, locale: request.locale });
+  if (!found) throw new DomainError('list_not_found', `there is no list "${slug}"`);
+  if (found.subscription.status === 'confirmed') throw new WritesNothing('already_confirmed');
+  const key = { subscriberId: found.subscriber.id, mailboxKey: found.subscriber.mailboxKey, listId: found.list.id };
+  const now = deps.clock();
+  // Both throttles count per mailbox, over every spelling of the address (migration 0004).
+  const { head, mailsSince, lastMailToList } = await store.signupHead(trx, key, new Date(now - DAY_MS));
+  const lastMail = lastMailToList?.getTime();
+  if ((lastMail !== undefined && now - lastMail < RESEND_INTERVAL_MS) || mailsSince >= DAILY_CONFIRMATION_CAP) {
+    throw new WritesNothing('throttled');
+  }
+  await requestConfirmation(deps, trx, { ...found, head, now }, request, context, source);
+  return 'mailed';
 }
 
 type Found = NonNullable<Awaited<ReturnType<typeof store.upsertSignup>>>;

@@ -3,13 +3,18 @@
 // the file's SHA-256 and the key that sent it; a row without gets the form's confirmation
 // mail (signup.ts, the same throttles); a suppressed or erased address is never added back,
 // one that left the list is not put back on it, and a confirmed one is never downgraded.
-// Every row is judged on its own: a bad one is reported by line and the rest goes on.
+// Every row is judged on its own: a bad one is reported by line and the rest goes on. Rows
+// are written a batch per transaction (importBatch).
 import type { Readable } from 'node:stream';
+import type { ControlledTransaction } from 'kysely';
 import { addressHash, cleanName, normaliseEmail } from '../consent/address.js';
 import { appendConsentEvent, chainHead } from '../consent/ledger.js';
-import { signup } from '../consent/signup.js';
+import { signupInBatch } from '../consent/signup.js';
 import * as consentStore from '../consent/store.js';
+import type { Trx } from '../db/database.js';
+import type { DB } from '../db/schema.js';
 import type { Deps } from '../deps.js';
+import type { SubscriptionStatus } from '../domain.js';
 import { DomainError } from '../errors.js';
 import { DEFAULT_LOCALE, matchLocale } from '../i18n.js';
 import * as listStore from '../lists/store.js';
@@ -22,7 +27,6 @@ type ImportDeps = Pick<Deps, 'db' | 'clock' | 'config' | 'signer' | 'mailTemplat
 
 /** Rejections kept per import (all are counted): enough to fix a file, bounded for one that is all wrong. */
 const KEPT_REJECTIONS = 10_000;
-const PROGRESS_EVERY_ROWS = 500;
 
 export interface ImportProgress extends store.ImportCounts {
   /** Bytes of the file read so far, and its size. */
@@ -67,46 +71,65 @@ export async function startImport(deps: ImportDeps, input: {
 
 type RowOutcome = 'imported' | 'pending' | 'unchanged' | { rejected: string };
 
-async function runImport(deps: ImportDeps, job: {
-  id: string; list: ListWithConsent; file: SpooledFile; format: ImportFormat; apiKey: string; onProgress?: (progress: ImportProgress) => void;
-}): Promise<store.ImportCounts> {
+/**
+ * Rows written per transaction. One transaction per row spent most of an import's time on
+ * commits (each one a WAL flush); a batch holds its rows' mailbox locks until it commits,
+ * so it is kept small enough that a signup for one of those addresses waits a moment only.
+ */
+const BATCH_ROWS = 500;
+
+interface Job { id: string; list: ListWithConsent; file: SpooledFile; apiKey: string }
+interface ReadRow { line: number; row: ImportRow }
+
+async function runImport(deps: ImportDeps, job: Job & { format: ImportFormat; onProgress?: (progress: ImportProgress) => void }): Promise<store.ImportCounts> {
   const counts: store.ImportCounts = { rows_read: 0, imported: 0, pending: 0, unchanged: 0, rejected: 0 };
-  let rejections: { line: number; reason: string }[] = [];
   let kept = 0;
-  const flush = async (position: number) => {
+  // Counts and rejections reach the import's row only once their batch has committed, so
+  // they always say what is in the database, even when the import stops half-way.
+  let rejections: { line: number; reason: string }[] = [];
+  const count = (line: number, outcome: RowOutcome) => {
+    if (typeof outcome === 'object') {
+      counts.rejected += 1;
+      if (kept < KEPT_REJECTIONS) { kept += 1; rejections.push({ line, reason: outcome.rejected }); }
+    } else {
+      counts[outcome] += 1;
+    }
+  };
+  let batch: ReadRow[] = [];
+  let position = 0;
+  const flush = async () => {
+    for (const [line, outcome] of await importBatch(deps, job, batch)) count(line, outcome);
+    batch = [];
     await store.insertRejections(deps.db, job.id, rejections);
     rejections = [];
     await store.saveProgress(deps.db, job.id, counts);
     job.onProgress?.({ ...counts, position, bytes: job.file.bytes });
   };
   try {
-    let position = 0;
     for await (const record of readRecords(job.file.path, job.format)) {
       position = record.position;
       counts.rows_read += 1;
-      const outcome = record.record === undefined
-        ? { rejected: record.error ?? 'unreadable' }
-        : await importRecord(deps, job, record.record, record.line);
-      if (typeof outcome === 'object') {
-        counts.rejected += 1;
-        if (kept < KEPT_REJECTIONS) { kept += 1; rejections.push({ line: record.line, reason: outcome.rejected }); }
-      } else {
-        counts[outcome] += 1;
-      }
-      if (counts.rows_read % PROGRESS_EVERY_ROWS === 0) await flush(position);
+      const read = record.record === undefined ? { rejected: record.error ?? 'unreadable' } : readRow(deps, record.record);
+      if ('rejected' in read) count(record.line, read);
+      else batch.push({ line: record.line, row: read });
+      if (batch.length >= BATCH_ROWS) await flush();
     }
-    await flush(job.file.bytes);
+    position = job.file.bytes;
+    await flush();
     await store.saveProgress(deps.db, job.id, counts, { status: 'finished' });
     return counts;
   } catch (error) {
     deps.log.error({ err: error, import_id: job.id }, 'import failed');
+    // The batch in hand rolled back: its rows are neither counted nor reported.
+    counts.rows_read -= batch.length;
     await store.insertRejections(deps.db, job.id, rejections).catch(() => undefined);
     await store.saveProgress(deps.db, job.id, counts, { status: 'failed', error: 'the import stopped: see the service log' });
     return counts;
   }
 }
 
-async function importRecord(deps: ImportDeps, job: { id: string; list: ListWithConsent; file: SpooledFile; apiKey: string }, record: Record<string, unknown>, line: number): Promise<RowOutcome> {
+/** A record as a row to write, or why it is rejected before any database work. */
+function readRow(deps: ImportDeps, record: Record<string, unknown>): ImportRow | { rejected: string } {
   let row: ReturnType<typeof toImportRow>;
   try {
     row = toImportRow(record, deps.clock());
@@ -118,18 +141,52 @@ async function importRecord(deps: ImportDeps, job: { id: string; list: ListWithC
   const email = normaliseEmail(row.email);
   if (!email) return { rejected: 'email: not a valid email address' };
   if (row.blocklisted) return { rejected: 'blocklisted in the exporting system: not imported' };
-  const fullRow: ImportRow = { ...row, email };
-  return fullRow.consent ? importWithConsent(deps, job, fullRow, line) : importForPermission(deps, job, fullRow, line);
+  return { ...row, email };
 }
 
-/** Before any write: an address never to be added back, or one already on the list. */
-async function standing(trx: Parameters<typeof store.isSuppressed>[0], email: string, listId: string): Promise<RowOutcome | undefined> {
-  await consentStore.lockMailbox(trx, email);
-  if (await store.isSuppressed(trx, addressHash(email))) return { rejected: 'suppressed (erased, bounced or complained): never added back' };
-  const status = await store.findSubscriptionStatus(trx, email, listId);
+/**
+ * One transaction for a batch of rows: the mailboxes' locks, then in two statements which
+ * addresses are suppressed and which already on the list, then each row in file order (its
+ * consent chain is sequential, so its writes are too). A row sees the rows before it: an
+ * address twice in a file counts once.
+ */
+async function importBatch(deps: ImportDeps, job: Job, rows: ReadRow[]): Promise<[number, RowOutcome][]> {
+  if (rows.length === 0) return [];
+  const outcomes: [number, RowOutcome][] = [];
+  let mailed = false;
+  const trx = await deps.db.startTransaction().execute();
+  try {
+    const emails = rows.map(({ row }) => row.email);
+    await consentStore.lockMailboxes(trx, emails);
+    const suppressed = await store.findSuppressed(trx, emails.map(addressHash));
+    const statuses = await store.findSubscriptionStatuses(trx, emails, job.list.id);
+    for (const { line, row } of rows) {
+      const key = row.email.toLowerCase();
+      const status = suppressed.has(addressHash(row.email).toString('hex')) ? 'suppressed' : statuses.get(key);
+      const outcome = await importRow(deps, trx, job, { line, row, status });
+      if (outcome === 'imported') statuses.set(key, 'confirmed');
+      if (outcome === 'pending') { statuses.set(key, 'pending'); mailed = true; }
+      outcomes.push([line, outcome]);
+    }
+    await trx.commit().execute();
+  } catch (error) {
+    await trx.rollback().execute();
+    throw error;
+  }
+  if (mailed) deps.wakeOutbox();
+  return outcomes;
+}
+
+/** One row, given where its address stands: never added back if suppressed, never downgraded if confirmed. */
+async function importRow(deps: ImportDeps, trx: ControlledTransaction<DB>, job: Job, { line, row, status }: ReadRow & { status: SubscriptionStatus | 'suppressed' | undefined }): Promise<RowOutcome> {
+  if (status === 'suppressed') return { rejected: 'suppressed (erased, bounced or complained): never added back' };
   if (status === 'confirmed') return 'unchanged';
   if (status !== undefined && status !== 'pending') return { rejected: `${status} from this list: not put back on it` };
-  return status === 'pending' ? 'pending' : undefined;
+  // A pending subscriber whose row brings consent is confirmed by it.
+  if (row.consent) return importWithConsent(trx, job, row, line);
+  // Already pending: it had its mail; a second import of the same file sends none.
+  if (status === 'pending') return 'unchanged';
+  return importForPermission(deps, trx, job, row, line);
 }
 
 const names = (list: ListWithConsent, row: ImportRow) => {
@@ -141,49 +198,43 @@ const names = (list: ListWithConsent, row: ImportRow) => {
   return { fields, first: first ?? null, last: last ?? null };
 };
 
-async function importWithConsent(deps: ImportDeps, job: { id: string; list: ListWithConsent; file: SpooledFile; apiKey: string }, row: ImportRow, line: number): Promise<RowOutcome> {
+async function importWithConsent(trx: Trx, job: Job, row: ImportRow, line: number): Promise<RowOutcome> {
   const locale = matchLocale(row.locale) ?? DEFAULT_LOCALE;
-  return deps.db.transaction().execute(async (trx): Promise<RowOutcome> => {
-    const before = await standing(trx, row.email, job.list.id);
-    // A pending subscriber whose row brings consent is confirmed by it; anything else stands.
-    if (before !== undefined && before !== 'pending') return before;
-    const found = await consentStore.upsertSignup(trx, { listSlug: job.list.slug, email: row.email, locale });
-    if (!found) throw new DomainError('list_not_found', `there is no list "${job.list.slug}"`);
-    const { list, subscriber } = found;
-    const head = await chainHead(trx, subscriber.id);
-    const { fields } = names(list, row);
-    await appendConsentEvent(trx, head, {
-      subscriberId: subscriber.id,
-      listId: list.id,
-      kind: 'imported',
-      evidence: {
-        // What the row said, as it said it: the proof is the exporter's, we vouch only that this file said so.
-        row: { email: row.email, ...row.consent, ...(fields.first_name && { first_name: fields.first_name }), ...(fields.last_name && { last_name: fields.last_name }) },
-        import: { id: job.id, file_sha256: job.file.sha256, line },
-        api_key: { name: job.apiKey },
-        list: { id: list.id, slug: list.slug, name: list.name },
-        consent: { version: list.consentVersion, text: list.consentText },
-      },
-    });
-    await consentStore.markSubscriptionConfirmed(trx, { subscriberId: subscriber.id, listId: list.id }, { at: head.now, consentVersion: list.consentVersion });
-    const attributes = Object.keys(row.attributes).length > 0 ? { attributes: JSON.stringify(row.attributes) } : {};
-    await consentStore.applySubscriberFields(trx, subscriber.id, { ...fields, ...(row.locale && { locale }), ...attributes });
-    await consentStore.recordFirstAffinity(trx, subscriber.id);
-    return 'imported';
+  const found = await consentStore.upsertSignup(trx, { listSlug: job.list.slug, email: row.email, locale });
+  if (!found) throw new DomainError('list_not_found', `there is no list "${job.list.slug}"`);
+  const { list, subscriber } = found;
+  const head = await chainHead(trx, subscriber.id);
+  const { fields } = names(list, row);
+  await appendConsentEvent(trx, head, {
+    subscriberId: subscriber.id,
+    listId: list.id,
+    kind: 'imported',
+    evidence: {
+      // What the row said, as it said it: the proof is the exporter's, we vouch only that this file said so.
+      row: { email: row.email, ...row.consent, ...(fields.first_name && { first_name: fields.first_name }), ...(fields.last_name && { last_name: fields.last_name }) },
+      import: { id: job.id, file_sha256: job.file.sha256, line },
+      api_key: { name: job.apiKey },
+      list: { id: list.id, slug: list.slug, name: list.name },
+      consent: { version: list.consentVersion, text: list.consentText },
+    },
   });
+  await consentStore.markSubscriptionConfirmed(trx, { subscriberId: subscriber.id, listId: list.id }, { at: head.now, consentVersion: list.consentVersion });
+  const attributes = Object.keys(row.attributes).length > 0 ? { attributes: JSON.stringify(row.attributes) } : {};
+  await consentStore.applySubscriberFields(trx, subscriber.id, { ...fields, ...(row.locale && { locale }), ...attributes });
+  await consentStore.recordFirstAffinity(trx, subscriber.id);
+  return 'imported';
 }
 
-async function importForPermission(deps: ImportDeps, job: { id: string; list: ListWithConsent; file: SpooledFile; apiKey: string }, row: ImportRow, line: number): Promise<RowOutcome> {
-  const before = await deps.db.transaction().execute((trx) => standing(trx, row.email, job.list.id));
-  // Already pending: it had its mail; a second import of the same file sends none.
-  if (before !== undefined) return before === 'pending' ? 'unchanged' : before;
+async function importForPermission(deps: ImportDeps, trx: ControlledTransaction<DB>, job: Job, row: ImportRow, line: number): Promise<RowOutcome> {
   const { first, last } = names(job.list, row);
-  const outcome = await signup(deps, {
+  const outcome = await signupInBatch(deps, trx, {
     email: row.email, listSlug: job.list.slug, firstName: first, lastName: last, locale: matchLocale(row.locale) ?? DEFAULT_LOCALE,
     ...(Object.keys(row.attributes).length > 0 && { attributes: row.attributes }),
   }, { ip: null, userAgent: null, page: null }, { apiKey: job.apiKey, asserted: [], import: { id: job.id, file_sha256: job.file.sha256, line } });
-  if (outcome === 'mailed') deps.wakeOutbox();
-  return outcome === 'already_confirmed' ? 'unchanged' : 'pending';
+  if (outcome === 'mailed') return 'pending';
+  if (outcome === 'already_confirmed') return 'unchanged';
+  // Another spelling of the mailbox had a confirmation mail moments ago, or it had its day's share.
+  return { rejected: 'throttled: this mailbox had a confirmation mail recently; import the row again later' };
 }
 
 /** An import as GET /api/v1/imports/{id} shows it. */

@@ -1,5 +1,5 @@
 // The imports' SQL: the import's row and its counters, its rejections by line, and what one
-// row needs to know before it writes anything (suppressed? already on the list?).
+// batch needs to know before it writes anything (which addresses are suppressed, which on the list).
 import { sql } from 'kysely';
 import type { Database, Trx } from '../db/database.js';
 import type { SubscriptionStatus } from '../domain.js';
@@ -46,16 +46,20 @@ export async function findRejections(db: Db, id: string, limit: number) {
   return db.selectFrom('import_rejections').select(['line', 'reason']).where('import_id', '=', id).orderBy('line').limit(limit).execute();
 }
 
-export async function isSuppressed(trx: Trx, addressHash: Buffer): Promise<boolean> {
-  const row = await trx.selectFrom('suppressions').select('reason').where('address_hash', '=', addressHash).executeTakeFirst();
-  return row !== undefined;
+/** Which of these address hashes are suppressed (erased, bounced, complained), as hex. */
+export async function findSuppressed(trx: Trx, addressHashes: readonly Buffer[]): Promise<Set<string>> {
+  if (addressHashes.length === 0) return new Set();
+  const rows = await trx.selectFrom('suppressions').select('address_hash')
+    .where('address_hash', 'in', [...addressHashes]).execute();
+  return new Set(rows.map((row) => row.address_hash.toString('hex')));
 }
 
-/** The address's subscription to the list, if any (matched as signups match: case-insensitively). */
-export async function findSubscriptionStatus(trx: Trx, email: string, listId: string): Promise<SubscriptionStatus | undefined> {
-  const row = await trx.selectFrom('subscribers as s').innerJoin('subscriptions as x', 'x.subscriber_id', 's.id')
-    .select('x.status')
-    .where(sql`lower(s.email)`, '=', email.toLowerCase()).where('x.list_id', '=', listId)
-    .executeTakeFirst();
-  return row?.status;
+/** The addresses' subscriptions to the list, by lower-cased address (matched as signups match: case-insensitively). */
+export async function findSubscriptionStatuses(trx: Trx, emails: readonly string[], listId: string): Promise<Map<string, SubscriptionStatus>> {
+  if (emails.length === 0) return new Map();
+  const rows = await trx.selectFrom('subscribers as s').innerJoin('subscriptions as x', 'x.subscriber_id', 's.id')
+    .select([sql<string>`lower(s.email)`.as('email'), 'x.status'])
+    .where(sql`lower(s.email)`, 'in', emails.map((email) => email.toLowerCase())).where('x.list_id', '=', listId)
+    .execute();
+  return new Map(rows.map((row) => [row.email, row.status]));
 }
