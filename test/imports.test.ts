@@ -124,6 +124,20 @@ describe('an import', () => {
     expect(counts).toEqual({ imported: 1_200 - 3 - 12 + 1, mails: 12 });
   }, 120_000);
 
+  it('adds a known subscriber to another list on their own chain, keeping what the row does not say', async () => {
+    await createList(t.service, 'second');
+    await runImport('email,first_name,consented_at,attributes.plan\nknown@example.org,Kim,2024-01-01T00:00:00Z,basic');
+    const view = await runImport('email,locale,consented_at,attributes.city\nKnown@example.org,de,2024-02-02T00:00:00Z,Berlin', 'text/csv', 'second');
+    expect(view).toMatchObject({ imported: 1, rejected: 0 });
+    const { rows: [person] } = await t.tdb.query(`select id, email, first_name, locale, attributes from subscribers where lower(email) = 'known@example.org'`);
+    expect(person).toMatchObject({ email: 'known@example.org', first_name: 'Kim', locale: 'de', attributes: { plan: 'basic', city: 'Berlin' } });
+    const chain = await verifyChain(t.tdb.db, person.id);
+    expect(chain.verified).toBe(true);
+    expect(chain.events.map((e) => e.kind)).toEqual(['imported', 'imported']);
+    expect(await statusOf('known@example.org', 'second')).toBe('confirmed');
+    expect((await t.tdb.query('select count(*)::int as n from affinity_events where subscriber_id = $1', [person.id])).rows[0].n).toBe(1);
+  });
+
   it('rejects a row whose mailbox was just sent a confirmation under another spelling, writing nothing for it, and goes on', async () => {
     const before = (await t.tdb.query('select count(*)::int as n from subscribers')).rows[0].n;
     const view = await runImport('email\nspel.ling@gmail.com\nspelling+news@gmail.com\nafter-throttle@example.org\n');

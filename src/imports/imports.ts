@@ -8,7 +8,7 @@
 import type { Readable } from 'node:stream';
 import type { ControlledTransaction } from 'kysely';
 import { addressHash, cleanName, normaliseEmail } from '../consent/address.js';
-import { appendConsentEvent, chainHead } from '../consent/ledger.js';
+import { appendConsentEvent, appendConsentEventsOnePerSubscriber, chainHead, chainHeads } from '../consent/ledger.js';
 import { signupInBatch } from '../consent/signup.js';
 import * as consentStore from '../consent/store.js';
 import type { Trx } from '../db/database.js';
@@ -160,12 +160,18 @@ async function importBatch(deps: ImportDeps, job: Job, rows: ReadRow[]): Promise
     await consentStore.lockMailboxes(trx, emails);
     const suppressed = await store.findSuppressed(trx, emails.map(addressHash));
     const statuses = await store.findSubscriptionStatuses(trx, emails, job.list.id);
-    for (const { line, row } of rows) {
-      const key = row.email.toLowerCase();
-      const status = suppressed.has(addressHash(row.email).toString('hex')) ? 'suppressed' : statuses.get(key);
-      const outcome = await importRow(deps, trx, job, { line, row, status });
-      if (outcome === 'imported') statuses.set(key, 'confirmed');
-      if (outcome === 'pending') { statuses.set(key, 'pending'); mailed = true; }
+    const standing = (row: ImportRow) => (suppressed.has(addressHash(row.email).toString('hex')) ? 'suppressed' : statuses.get(row.email.toLowerCase()));
+    // New subscriptions with their consent, each address once in the batch, are written
+    // together; the rest (an address twice, a pending one, a request for consent) row by row.
+    const seen = new Map<string, number>();
+    for (const { row } of rows) seen.set(row.email.toLowerCase(), (seen.get(row.email.toLowerCase()) ?? 0) + 1);
+    const atOnce = rows.filter(({ row }) => row.consent && standing(row) === undefined && seen.get(row.email.toLowerCase()) === 1);
+    await importConsentedAtOnce(trx, job, atOnce);
+    for (const { line } of atOnce) outcomes.push([line, 'imported']);
+    for (const { line, row } of rows.filter((r) => !atOnce.includes(r))) {
+      const outcome = await importRow(deps, trx, job, { line, row, status: standing(row) });
+      if (outcome === 'imported') statuses.set(row.email.toLowerCase(), 'confirmed');
+      if (outcome === 'pending') { statuses.set(row.email.toLowerCase(), 'pending'); mailed = true; }
       outcomes.push([line, outcome]);
     }
     await trx.commit().execute();
@@ -189,6 +195,19 @@ async function importRow(deps: ImportDeps, trx: ControlledTransaction<DB>, job: 
   return importForPermission(deps, trx, job, row, line);
 }
 
+/** An `imported` event's evidence: what the row said, as it said it, the file by its hash and line, and who sent it. */
+function importedEvidence(job: Job, row: ImportRow, line: number) {
+  const { fields } = names(job.list, row);
+  return {
+    // The proof is the exporter's; we vouch only that this file said so.
+    row: { email: row.email, ...row.consent, ...(fields.first_name && { first_name: fields.first_name }), ...(fields.last_name && { last_name: fields.last_name }) },
+    import: { id: job.id, file_sha256: job.file.sha256, line },
+    api_key: { name: job.apiKey },
+    list: { id: job.list.id, slug: job.list.slug, name: job.list.name },
+    consent: { version: job.list.consentVersion, text: job.list.consentText },
+  };
+}
+
 const names = (list: ListWithConsent, row: ImportRow) => {
   const fields: { first_name?: string; last_name?: string; locale?: string; attributes?: string } = {};
   const first = cleanName(row.firstName ?? undefined)?.slice(0, 100);
@@ -204,25 +223,46 @@ async function importWithConsent(trx: Trx, job: Job, row: ImportRow, line: numbe
   if (!found) throw new DomainError('list_not_found', `there is no list "${job.list.slug}"`);
   const { list, subscriber } = found;
   const head = await chainHead(trx, subscriber.id);
-  const { fields } = names(list, row);
+  // The wording read when the import started, as its evidence names it (importedEvidence).
+  const { fields } = names(job.list, row);
   await appendConsentEvent(trx, head, {
     subscriberId: subscriber.id,
     listId: list.id,
     kind: 'imported',
-    evidence: {
-      // What the row said, as it said it: the proof is the exporter's, we vouch only that this file said so.
-      row: { email: row.email, ...row.consent, ...(fields.first_name && { first_name: fields.first_name }), ...(fields.last_name && { last_name: fields.last_name }) },
-      import: { id: job.id, file_sha256: job.file.sha256, line },
-      api_key: { name: job.apiKey },
-      list: { id: list.id, slug: list.slug, name: list.name },
-      consent: { version: list.consentVersion, text: list.consentText },
-    },
+    evidence: importedEvidence(job, row, line),
   });
-  await consentStore.markSubscriptionConfirmed(trx, { subscriberId: subscriber.id, listId: list.id }, { at: head.now, consentVersion: list.consentVersion });
+  await consentStore.markSubscriptionConfirmed(trx, { subscriberId: subscriber.id, listId: list.id }, { at: head.now, consentVersion: job.list.consentVersion });
   const attributes = Object.keys(row.attributes).length > 0 ? { attributes: JSON.stringify(row.attributes) } : {};
   await consentStore.applySubscriberFields(trx, subscriber.id, { ...fields, ...(row.locale && { locale }), ...attributes });
   await consentStore.recordFirstAffinity(trx, subscriber.id);
   return 'imported';
+}
+
+/**
+ * importWithConsent for many rows in six statements rather than six each: the rows are new
+ * to the list and each address is in them once, so each subscriber's chain gets one event.
+ */
+async function importConsentedAtOnce(trx: Trx, job: Job, rows: ReadRow[]): Promise<void> {
+  if (rows.length === 0) return;
+  const people = rows.map(({ row }): store.ImportedPerson => {
+    const { fields } = names(job.list, row);
+    const locale = matchLocale(row.locale) ?? DEFAULT_LOCALE;
+    return {
+      key: row.email.toLowerCase(), email: row.email, locale, givenLocale: row.locale ? locale : null,
+      firstName: fields.first_name ?? null, lastName: fields.last_name ?? null,
+      attributes: Object.keys(row.attributes).length > 0 ? JSON.stringify(row.attributes) : null,
+    };
+  });
+  await store.insertMissingSubscribers(trx, people);
+  const ids = await store.applyImportedFields(trx, people);
+  const subscriberIds = people.map((person) => ids.get(person.key)!);
+  const heads = await chainHeads(trx, subscriberIds);
+  await appendConsentEventsOnePerSubscriber(trx, rows.map(({ line, row }, i) => ({
+    head: heads.get(subscriberIds[i]!)!,
+    event: { subscriberId: subscriberIds[i]!, listId: job.list.id, kind: 'imported', evidence: importedEvidence(job, row, line) },
+  })));
+  await store.insertConfirmedSubscriptions(trx, subscriberIds, job.list, heads.get(subscriberIds[0]!)!.now);
+  await store.recordFirstAffinities(trx, subscriberIds);
 }
 
 async function importForPermission(deps: ImportDeps, trx: ControlledTransaction<DB>, job: Job, row: ImportRow, line: number): Promise<RowOutcome> {

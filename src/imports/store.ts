@@ -63,3 +63,59 @@ export async function findSubscriptionStatuses(trx: Trx, emails: readonly string
     .execute();
   return new Map(rows.map((row) => [row.email, row.status]));
 }
+
+// The writes of a batch's new confirmed subscriptions (imports.ts importConsentedAtOnce): what
+// consent/store.ts's upsertSignup, applySubscriberFields, markSubscriptionConfirmed and
+// recordFirstAffinity do for one row, for all of a batch's rows in one statement each.
+
+export interface ImportedPerson {
+  /** Lower-cased: the key subscribers are unique on. */
+  key: string;
+  email: string;
+  /** A new subscriber's locale; an existing one keeps theirs unless `givenLocale`. */
+  locale: string;
+  givenLocale: string | null;
+  firstName: string | null;
+  lastName: string | null;
+  /** A JSON object as text, merged over what is held. */
+  attributes: string | null;
+}
+
+/** Adds the subscribers not held yet (the caller holds their mailboxes' locks). */
+export async function insertMissingSubscribers(trx: Trx, people: readonly ImportedPerson[]): Promise<void> {
+  await sql`
+    insert into subscribers (email, locale)
+    select * from unnest(${people.map((p) => p.email)}::text[], ${people.map((p) => p.locale)}::text[])
+    on conflict (lower(email)) do nothing`.execute(trx);
+}
+
+/** Applies each row's names, locale and attributes where the row gave them; returns the subscribers' ids by key. */
+export async function applyImportedFields(trx: Trx, people: readonly ImportedPerson[]): Promise<Map<string, string>> {
+  const { rows } = await sql<{ id: string; key: string }>`
+    update subscribers as s set
+      first_name = coalesce(given.first_name, s.first_name),
+      last_name = coalesce(given.last_name, s.last_name),
+      locale = coalesce(given.locale, s.locale),
+      attributes = case when given.attributes is null then s.attributes else s.attributes || given.attributes end,
+      updated_at = now()
+    from unnest(${people.map((p) => p.key)}::text[], ${people.map((p) => p.firstName)}::text[], ${people.map((p) => p.lastName)}::text[],
+      ${people.map((p) => p.givenLocale)}::text[], ${people.map((p) => p.attributes)}::jsonb[]) as given(key, first_name, last_name, locale, attributes)
+    where lower(s.email) = given.key
+    returning s.id, given.key`.execute(trx);
+  return new Map(rows.map((row) => [row.key, row.id]));
+}
+
+/** Their subscriptions to the list, confirmed at `at` on the list's current wording (none existed: the caller checked). */
+export async function insertConfirmedSubscriptions(trx: Trx, subscriberIds: readonly string[], list: { id: string; consentVersion: number }, at: Date): Promise<void> {
+  await sql`
+    insert into subscriptions (subscriber_id, list_id, status, consent_version, confirmed_at)
+    select given.id, ${list.id}::bigint, 'confirmed', ${list.consentVersion}::int, ${at}::timestamptz from unnest(${[...subscriberIds]}::uuid[]) as given(id)`.execute(trx);
+}
+
+/** The first affinity level for those who had none (recordFirstAffinity, for many). */
+export async function recordFirstAffinities(trx: Trx, subscriberIds: readonly string[]): Promise<void> {
+  await sql`
+    insert into affinity_events (subscriber_id, level, reason)
+    select given.id, 'confirmed', 'confirmed a signup' from unnest(${[...subscriberIds]}::uuid[]) as given(id)
+    where not exists (select 1 from affinity_events as a where a.subscriber_id = given.id)`.execute(trx);
+}
