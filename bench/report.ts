@@ -5,6 +5,7 @@ import { availableParallelism, cpus } from 'node:os';
 import path from 'node:path';
 import type { AudienceResult } from './audience.js';
 import type { ConsentLogResult } from './consent-log.js';
+import { type IntegrationsResult, integrationsRows } from './integrations.js';
 import { fixed, mb, ROOT } from './lib.js';
 import type { SendResult } from './send.js';
 import type { SignupResult } from './signup.js';
@@ -21,6 +22,7 @@ export interface Results {
   render: RenderResult;
   audience: AudienceResult;
   consentLog: ConsentLogResult;
+  integrations: IntegrationsResult;
   postgres: string;
   totalSeconds: number;
   /** The 1-minute load average when the run started: the figures assume an otherwise idle machine. */
@@ -89,6 +91,7 @@ export function table(r: Results): string {
     ['', `inclusion proof, tree of ${fixed(log.treeSize)} (µs, over HTTP's code path minus HTTP)`, `${fixed(log.inclusionUs)} µs`,
       `${fixed(log.lookupUs)} µs (one consent event read by primary key)`, fixed(log.lookupUs / log.inclusionUs, 2), ''],
     ['', 'consistency proof to the whole tree (µs)', `${fixed(log.consistencyUs)} µs`, `${fixed(log.lookupUs)} µs (same)`, fixed(log.lookupUs / log.consistencyUs, 2), ''],
+    ...integrationsRows(r.integrations),
   ];
   return rows.map((row) => `| ${row.join(' | ')} |`).join('\n');
 }

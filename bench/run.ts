@@ -12,6 +12,7 @@ import { migrateToLatest } from '../src/db/migrate.js';
 import { benchAudience } from './audience.js';
 import { buildService, buildServiceAt } from './build.js';
 import { benchConsentLog } from './consent-log.js';
+import { benchIntegrations } from './integrations.js';
 import { killChildren, postmasterPid, startChild } from './lib.js';
 import { markdown, type RenderResult, writeResults } from './report.js';
 import { benchSend } from './send.js';
@@ -85,8 +86,12 @@ try {
   await sink.stop();
   step('consent log: a million events sequenced, then proofs on the tree of a million');
   const consentLog = await benchConsentLog(database.url, admin);
+  step('integrations: a million rows through assent import, then webhooks to a local receiver beside a bare fetch loop');
+  const integrations = await benchIntegrations({
+    databaseUrl: database.url, dataDir, cli: { script: cli, javascript: true }, rows: 1_000_000, deliveries: 20_000,
+  });
 
-  const text = markdown({ signup, send, render, audience, consentLog, postgres, loadBefore, totalSeconds: (Date.now() - started) / 1000 });
+  const text = markdown({ signup, send, render, audience, consentLog, integrations, postgres, loadBefore, totalSeconds: (Date.now() - started) / 1000 });
   process.stdout.write(`\n${text}\n`);
   writeResults(text, { readme: process.argv.includes('--readme') });
   step(`written to bench/results.md${process.argv.includes('--readme') ? ' and README.md' : ''}`);

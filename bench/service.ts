@@ -7,7 +7,7 @@ import { freePort } from '../src/db/embedded.js';
 import { type Child, startChild, waitUntil } from './lib.js';
 
 export const API_KEY = 'bench-api-key-0123456789abcdef';
-const TOKEN_SECRET = 'bench-token-secret-0123456789abcdef0123456789';
+export const TOKEN_SECRET = 'bench-token-secret-0123456789abcdef0123456789';
 /** The consent log's key in every bench process (a base64 Ed25519 seed). */
 export const BENCH_LOG_KEY = Buffer.alloc(32, 9).toString('base64');
 

@@ -1,5 +1,7 @@
 // `assent [command]`: the service's roles and its admin commands.
+import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { userInfo } from 'node:os';
 import { parseArgs } from 'node:util';
 import { getCampaign } from './campaigns/campaigns.js';
 import { verifyEveryChain } from './consent/ledger.js';
@@ -10,7 +12,10 @@ import * as keyStore from './keys/store.js';
 import { createList, SIGNUP_FIELDS, type SignupField } from './lists/lists.js';
 import { addressTag } from './log.js';
 import { type CommandResult, httpLogSource, logCheckpoint, logVerify, receiptVerify } from './log/commands.js';
-import { createLogger, loadConfig, main, openDatabase } from './main.js';
+import { buildDeps, createLogger, loadConfig, main, openDatabase } from './main.js';
+import type { Config } from './config.js';
+import { getImport, type ImportProgress, startImport } from './imports/imports.js';
+import type { Logger } from 'pino';
 
 const USAGE = `usage: assent [command]
 
@@ -24,6 +29,10 @@ const USAGE = `usage: assent [command]
   keys list                 the keys: prefix, name, created, last used, revoked
   keys revoke PREFIX        the key stops working within a minute everywhere
   campaigns show ID         a campaign's status and progress: sent, failed, skipped, queued
+  import FILE --list SLUG [--format csv|ndjson]
+                   import a CSV (header row) or NDJSON file into the list, as
+                   POST /api/v1/lists/SLUG/imports does; prints the rows rejected, by line;
+                   exit 1 if the file cannot be imported at all (no email column, no such list)
   verify           recompute every subscriber's consent chain; exit 1 if any fails
   log-tag ADDRESS  the tag that stands for this address in the logs (addresses are never logged)
   log checkpoint   print the consent log's latest signed checkpoint
@@ -40,12 +49,12 @@ const USAGE = `usage: assent [command]
 Configuration comes from the environment; see the README.`;
 
 /** Runs `task` against the configured database, then closes it. */
-async function withDatabase<T>(task: (db: Awaited<ReturnType<typeof openDatabase>>['db']) => Promise<T>): Promise<T> {
+async function withDatabase<T>(task: (db: Awaited<ReturnType<typeof openDatabase>>['db'], context: { config: Config; log: Logger }) => Promise<T>): Promise<T> {
   const config = loadConfig();
   const log = createLogger({ ...config, logLevel: 'warn' });
   const database = await openDatabase(config, log);
   try {
-    return await task(database.db);
+    return await task(database.db, { config, log });
   } finally {
     await database.close();
   }
@@ -130,6 +139,55 @@ async function verifyAll(): Promise<boolean> {
   });
 }
 
+/**
+ * A progress bar redrawn in place on a terminal; plain lines, one per tenth of the file,
+ * where the output is a log or a pipe (a bar's carriage returns would fill it with noise).
+ */
+function importProgress(stream: NodeJS.WriteStream): (progress: ImportProgress) => void {
+  let shownTenth = -1;
+  return (progress) => {
+    const fraction = progress.bytes === 0 ? 1 : progress.position / progress.bytes;
+    const counts = `${progress.rows_read} rows read: ${progress.imported} imported, ${progress.pending} pending, ${progress.unchanged} unchanged, ${progress.rejected} rejected`;
+    if (stream.isTTY) {
+      const width = 30;
+      const filled = Math.round(fraction * width);
+      stream.write(`\r[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${Math.floor(fraction * 100)}% ${counts}`);
+      return;
+    }
+    const tenth = Math.floor(fraction * 10);
+    if (tenth === shownTenth) return;
+    shownTenth = tenth;
+    stream.write(`${tenth * 10}% ${counts}\n`);
+  };
+}
+
+/** `assent import FILE --list SLUG`: the API's import (imports/imports.ts), fed from a file. */
+async function importFile(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args, allowPositionals: true, strict: true, options: { list: { type: 'string' }, format: { type: 'string' } },
+  });
+  if (positionals.length !== 1 || !values.list) throw new Error('import needs a FILE and --list SLUG');
+  const file = positionals[0]!;
+  const format = values.format ?? (/\.(ndjson|jsonl)$/i.test(file) ? 'ndjson' : 'csv');
+  if (format !== 'csv' && format !== 'ndjson') throw new Error('--format: csv or ndjson');
+  return withDatabase(async (db, { config, log }) => {
+    const deps = await buildDeps(config, log, db);
+    // The evidence names who sent the file: here the operator's account rather than an API key.
+    const started = await startImport(deps, {
+      listSlug: values.list!, format, body: createReadStream(file), apiKey: `cli:${userInfo().username}`,
+      onProgress: importProgress(process.stderr),
+    });
+    await started.done;
+    if (process.stderr.isTTY) process.stderr.write('\n');
+    const view = await getImport(deps, started.id);
+    process.stdout.write(`import ${view.id} ${view.status}: ${view.rows_read} rows read, ${view.imported} imported, `
+      + `${view.pending} pending (sent the confirmation mail), ${view.unchanged} unchanged, ${view.rejected} rejected\n`);
+    for (const rejection of view.rejections) process.stdout.write(`line ${rejection.line}: ${rejection.reason}\n`);
+    if (view.rejected > view.rejections.length) process.stdout.write(`… and ${view.rejected - view.rejections.length} more rejected rows\n`);
+    return view.status === 'finished' ? 0 : 1;
+  });
+}
+
 function print(result: CommandResult): number {
   for (const line of result.out) process.stdout.write(`${line}\n`);
   for (const line of result.err) process.stderr.write(`${line}\n`);
@@ -184,6 +242,7 @@ async function run(argv: string[]): Promise<number> {
     case 'lists':
       if (rest[0] === 'create') { await listsCreate(rest.slice(1)); return 0; }
       break;
+    case 'import': return importFile(rest);
     case 'log': return consentLogCommand(rest);
     case 'receipt': return receiptCommand(rest);
     case 'help': case '--help': case '-h':

@@ -67,6 +67,8 @@ export interface Config {
     readonly complaintPauseRate: number;
     readonly bouncePauseRate: number;
   };
+  /** Webhook URLs may reach private, loopback and link-local addresses: outside production, or with WEBHOOK_ALLOW_PRIVATE=1. */
+  readonly webhookAllowPrivate: boolean;
   /** Who holds the data (GDPR Art. 13; ISO/IEC TS 27560 "controller"), named in mails, pages and receipts. */
   readonly controller: {
     readonly name: string | undefined;
@@ -142,6 +144,7 @@ const envSchema = z.object({
   MAILGUN_SIGNING_KEY: z.string().min(1).optional(),
   COMPLAINT_PAUSE_RATE: z.coerce.number().gt(0).max(1).default(0.003),
   BOUNCE_PAUSE_RATE: z.coerce.number().gt(0).max(1).default(0.05),
+  WEBHOOK_ALLOW_PRIVATE: z.enum(['0', '1', 'false', 'true']).optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
@@ -231,6 +234,7 @@ export function parseConfig(env: Record<string, string | undefined>): ConfigResu
       complaintPauseRate: e.COMPLAINT_PAUSE_RATE,
       bouncePauseRate: e.BOUNCE_PAUSE_RATE,
     },
+    webhookAllowPrivate: e.NODE_ENV !== 'production' || ['1', 'true'].includes(e.WEBHOOK_ALLOW_PRIVATE ?? ''),
     controller: { name: e.CONTROLLER_NAME, contact: e.CONTROLLER_CONTACT, privacyUrl: e.PRIVACY_URL },
   };
   return { ok: true, config: Object.freeze(config) };

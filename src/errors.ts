@@ -27,6 +27,12 @@ export type ErrorCode =
   | 'payload_too_large'
   | 'unsupported_media_type'
   | 'unavailable'
+  /** A webhook URL that is not http(s), or private in production (issue 19). */
+  | 'webhook_url_refused'
+  | 'webhook_not_found'
+  /** An import file without an `email` column, or not CSV/NDJSON (issue 19). */
+  | 'import_invalid'
+  | 'import_not_found'
   /** The consent log stopped signing (docs/consent-log.md): it proves nothing until a person resolves it. */
   | 'log_halted';
 

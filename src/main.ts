@@ -29,6 +29,7 @@ import { countQueuedMessages } from './workers/message-store.js';
 import { OutboxWorker } from './workers/outbox.js';
 import { ReconsentWorker } from './workers/reconsent.js';
 import { countQueuedMails } from './workers/outbox-store.js';
+import { WebhookWorker } from './workers/webhooks.js';
 
 /** serve: HTTP; worker: the mail workers (and the inbound SMTP listener when INBOUND_SMTP_PORT is set); inbound: that listener alone. */
 export type Role = 'serve' | 'worker' | 'inbound';
@@ -177,6 +178,7 @@ export async function startService(config: Config, roles: readonly Role[], log =
   let worker: OutboxWorker | undefined;
   let campaignWorker: CampaignWorker | undefined;
   let reconsentWorker: ReconsentWorker | undefined;
+  let webhookWorker: WebhookWorker | undefined;
   const deps = await buildDeps(config, log, database.db, { outbox: () => worker?.wake(), campaigns: () => campaignWorker?.wake() });
   const sender = roles.includes('worker') ? createSender(config) : undefined;
   // Every role runs the consent log's sequencer: an advisory lock makes one of them active,
@@ -190,21 +192,24 @@ export async function startService(config: Config, roles: readonly Role[], log =
   if (sender) {
     worker = new OutboxWorker({ ...deps, sender });
     campaignWorker = new CampaignWorker({ ...deps, sender });
+    // Webhooks run with the mail workers: fed from the ledger, so the signup request never waits on them.
+    webhookWorker = new WebhookWorker(deps);
     worker.start();
     campaignWorker.start();
     reconsentWorker = new ReconsentWorker({ ...deps, sender });
     reconsentWorker.start();
+    webhookWorker.start();
     log.info({ workers: [worker.id, campaignWorker.id], transport: config.smtpUrl ? 'smtp' : path.join(config.dataDir, 'outbox') }, 'mail workers started');
   }
   const inbound = await startInbound(deps, roles).catch(async (error: unknown) => {
-    await Promise.all([worker?.stop(), campaignWorker?.stop(), reconsentWorker?.stop(), consentLogWorker.stop()]);
+    await Promise.all([worker?.stop(), campaignWorker?.stop(), reconsentWorker?.stop(), webhookWorker?.stop(), consentLogWorker.stop()]);
     sender?.close();
     await database.close();
     throw error;
   });
   // Workers finish or give back what they hold, then the SMTP pool and the database close.
   const stopBehindServer = async () => {
-    await Promise.all([worker?.stop(), campaignWorker?.stop(), reconsentWorker?.stop(), consentLogWorker.stop(), inbound?.stop()]);
+    await Promise.all([worker?.stop(), campaignWorker?.stop(), reconsentWorker?.stop(), webhookWorker?.stop(), consentLogWorker.stop(), inbound?.stop()]);
     if (sender) log.info('mail workers stopped');
     sender?.close();
     await database.close();

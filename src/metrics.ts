@@ -31,6 +31,7 @@ export function createMetrics() {
       labelNames: ['kind', 'provider', 'outcome'] as const, registers: [registry],
     }),
     campaignsAutoPaused: new Counter({ name: 'assent_campaigns_auto_paused_total', help: 'Campaigns paused by their complaint or bounce rate', labelNames: ['reason'] as const, registers: [registry] }),
+    webhookAttempts: new Counter({ name: 'assent_webhook_attempts_total', help: 'Webhook calls made, by outcome: delivered, failed (to be retried), gave_up, refused (private address)', labelNames: ['outcome'] as const, registers: [registry] }),
     sendLatency: new Histogram({
       name: 'assent_mail_send_seconds', help: 'Time to hand one mail to the relay', labelNames: ['kind'] as const,
       buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: [registry],

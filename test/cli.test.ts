@@ -1,5 +1,8 @@
 // The admin CLI, run as an operator would: `assent lists create`, `assent verify`, `assent migrate`.
 import { execFile } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
@@ -99,4 +102,44 @@ describe('assent CLI', () => {
     expect(result).toMatchObject({ code: 0, stdout: `${addressTag(TEST_SECRET, 'someone@example.org')}\n` });
     expect(result.stdout).toMatch(/^addr#[A-Za-z0-9_-]{12}\n$/);
   });
+  it('imports a listmonk and a Mailchimp export from a file, with progress lines and the rejections by line', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'assent-cli-import-'));
+    try {
+      const listmonk = path.join(dir, 'listmonk.csv');
+      await writeFile(listmonk, [
+        'uuid,email,name,attributes,status,created_at,updated_at',
+        'a1,cli-lm@example.org,Linus Monk,"{""city"": ""Bengaluru""}",enabled,2023-01-01 00:00:00,2023-01-01 00:00:00',
+        'a2,not-an-address,Nobody,{},enabled,2023-01-01 00:00:00,2023-01-01 00:00:00',
+        'a3,cli-blocked@example.org,Blocked,{},blocklisted,2023-01-01 00:00:00,2023-01-01 00:00:00',
+      ].join('\n'));
+      const lm = await assent('import', listmonk, '--list', 'cli-news');
+      expect(lm.code, lm.stderr).toBe(0);
+      expect(lm.stdout).toMatch(/ finished: 3 rows read, 0 imported, 1 pending .*, 0 unchanged, 2 rejected\n/);
+      expect(lm.stdout).toContain('line 3: email: not a valid email address\n');
+      expect(lm.stdout).toMatch(/line 4: blocklisted/);
+      // Not a terminal: plain progress lines, no carriage returns.
+      expect(lm.stderr).toMatch(/^100% 3 rows read/m);
+      expect(lm.stderr).not.toContain('\r');
+
+      const mailchimp = path.join(dir, 'mailchimp.csv');
+      await writeFile(mailchimp, [
+        '"Email Address","First Name","Last Name",MEMBER_RATING,OPTIN_TIME,OPTIN_IP,CONFIRM_TIME,CONFIRM_IP,LATITUDE,LONGITUDE,GMTOFF,DSTOFF,TIMEZONE,CC,REGION,LAST_CHANGED,LEID,EUID,NOTES,TAGS',
+        'cli-mc@example.org,Mail,Chimp,2,"2022-06-01 09:00:00",198.51.100.1,"2022-06-01 09:05:00",198.51.100.2,,,,,,,,"2022-06-01 09:05:00",1,abc,,',
+      ].join('\n'));
+      expect(await assent('import', mailchimp, '--list', 'cli-news')).toMatchObject({ code: 0, stdout: expect.stringContaining('1 imported') });
+      const { rows } = await tdb.query(`select s.email, x.status, v.evidence from subscribers s join subscriptions x on x.subscriber_id = s.id
+        join consent_events e on e.subscriber_id = s.id join consent_evidence v on v.event_id = e.id where s.email like 'cli-%' order by s.email`);
+      expect(rows.map((r) => [r.email, r.status])).toEqual([['cli-lm@example.org', 'pending'], ['cli-mc@example.org', 'confirmed']]);
+      expect(rows[1].evidence).toMatchObject({ row: { consented_at: '2022-06-01T09:05:00.000Z', consent_ip: '198.51.100.2' }, api_key: { name: expect.stringMatching(/^cli:/) } });
+
+      const noEmail = path.join(dir, 'no-email.csv');
+      await writeFile(noEmail, 'mail,first_name\nsomeone@example.org,Ada\n');
+      const imports = (await tdb.query('select count(*)::int as n from imports')).rows[0].n;
+      expect(await assent('import', noEmail, '--list', 'cli-news')).toMatchObject({ code: 1, stderr: expect.stringContaining('no email column') });
+      expect(await assent('import', listmonk, '--list', 'no-such-list')).toMatchObject({ code: 1, stderr: expect.stringContaining('no-such-list') });
+      expect((await tdb.query('select count(*)::int as n from imports')).rows[0].n).toBe(imports);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });

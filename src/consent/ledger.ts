@@ -149,20 +149,57 @@ const appendStatement = precompiled((db, args: {
   .expression((db) => db.selectFrom('event').select(['event.id', sql<string>`${args.evidence}::jsonb`.as('evidence')]))
   .returning('event_id'));
 
+/** An event as it will be stored: its evidence stamped with the database's time, and both hashes. */
+function seal(head: { now: Date; prevHash: Buffer | null }, event: NewConsentEvent) {
+  const evidence = storable({ ...event.evidence, time: head.now.toISOString() });
+  const evHash = evidenceHash(evidence);
+  const hash = eventHash({ ...event, occurredAt: head.now, evidenceHash: evHash, prevHash: head.prevHash });
+  return { ...event, occurredAt: head.now, evidenceHash: evHash, prevHash: head.prevHash, hash, evidence: JSON.stringify(evidence) };
+}
+
 /** Appends one event and its evidence in one statement; returns the event's id. */
 export async function appendConsentEvent(
   trx: Trx,
   head: { now: Date; prevHash: Buffer | null },
   event: NewConsentEvent,
 ): Promise<string> {
-  const evidence = storable({ ...event.evidence, time: head.now.toISOString() });
-  const evHash = evidenceHash(evidence);
-  const hash = eventHash({ ...event, occurredAt: head.now, evidenceHash: evHash, prevHash: head.prevHash });
-  const { rows } = await appendStatement(trx, {
-    subscriberId: event.subscriberId, listId: event.listId, kind: event.kind, occurredAt: head.now,
-    evidenceHash: evHash, prevHash: head.prevHash, hash, evidence: JSON.stringify(evidence),
-  });
+  const { rows } = await appendStatement(trx, seal(head, event));
   return rows[0]!.event_id;
+}
+
+/**
+ * Appends one event each to many subscribers' chains in one statement (an import's batch),
+ * each on the head the caller read under its locks: at most one event per subscriber, since
+ * a second would have to chain onto the first.
+ */
+export async function appendConsentEventsOnePerSubscriber(
+  trx: Trx,
+  events: { head: { now: Date; prevHash: Buffer | null }; event: NewConsentEvent }[],
+): Promise<void> {
+  if (events.length === 0) return;
+  const sealed = events.map(({ head, event }) => seal(head, event));
+  if (new Set(sealed.map((e) => e.subscriberId)).size !== sealed.length) throw new Error('one event per subscriber in a batch append');
+  const column = <T>(pick: (e: (typeof sealed)[number]) => T) => sealed.map(pick);
+  await sql`
+    with event as (
+      insert into consent_events (subscriber_id, list_id, kind, occurred_at, evidence_hash, prev_hash, hash)
+      select * from unnest(${column((e) => e.subscriberId)}::uuid[], ${column((e) => e.listId)}::bigint[], ${column((e) => e.kind)}::text[],
+        ${column((e) => e.occurredAt)}::timestamptz[], ${column((e) => e.evidenceHash)}::bytea[], ${column((e) => e.prevHash)}::bytea[],
+        ${column((e) => e.hash)}::bytea[])
+      returning id, subscriber_id)
+    insert into consent_evidence (event_id, evidence)
+    select event.id, given.evidence from event
+    join unnest(${column((e) => e.subscriberId)}::uuid[], ${column((e) => e.evidence)}::jsonb[]) as given(subscriber_id, evidence)
+      on given.subscriber_id = event.subscriber_id`.execute(trx);
+}
+
+/** The heads of many subscribers' chains in one statement (chainHead for each); the caller holds their locks. */
+export async function chainHeads(trx: Trx, subscriberIds: readonly string[]): Promise<Map<string, { now: Date; prevHash: Buffer | null }>> {
+  const { rows } = await sql<{ id: string; now: Date; prev_hash: Buffer | null }>`
+    select given.id, date_trunc('milliseconds', now()) as now,
+      (select hash from consent_events where subscriber_id = given.id order by id desc limit 1) as prev_hash
+    from unnest(${[...subscriberIds]}::uuid[]) as given(id)`.execute(trx);
+  return new Map(rows.map((row) => [row.id, { now: row.now, prevHash: row.prev_hash }]));
 }
 
 export interface VerifiedEvent {

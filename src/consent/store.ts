@@ -112,6 +112,16 @@ export async function lockMailbox(trx: Trx, email: string): Promise<void> {
   await sql`select pg_advisory_xact_lock(${sql.lit(MAILBOX_LOCK_CLASS)}, hashtext(mailbox_key_of(${email}::text)))`.execute(trx);
 }
 
+/**
+ * Takes the mailbox locks of many addresses at once (an import's batch), in the order of
+ * their keys so that two batches sharing addresses cannot deadlock; signups take one lock each.
+ */
+export async function lockMailboxes(trx: Trx, emails: readonly string[]): Promise<void> {
+  if (emails.length === 0) return;
+  await sql`select pg_advisory_xact_lock(${sql.lit(MAILBOX_LOCK_CLASS)}, k)
+    from (select distinct hashtext(mailbox_key_of(e)) as k from unnest(${[...emails]}::text[]) as e order by k) as keys`.execute(trx);
+}
+
 /** Mails of one kind to a person's mailbox, over every spelling of it, since a time: the resend throttles. */
 export async function countMailboxMailsSince(trx: Trx, subscriberId: string, kind: OutboxMailKind, since: Date): Promise<number> {
   const row = await trx.selectFrom('outbox').select((eb) => eb.fn.countAll<string>().as('count'))
@@ -178,9 +188,13 @@ export async function markSubscriptionWithdrawn(trx: Trx, key: { subscriberId: s
 }
 
 /** What the person typed with their signup, applied once their click proves the address is theirs. */
-export async function applySubscriberFields(trx: Trx, id: string, fields: { first_name?: string; last_name?: string; locale?: string }): Promise<void> {
+export async function applySubscriberFields(trx: Trx, id: string, fields: { first_name?: string; last_name?: string; locale?: string; attributes?: string }): Promise<void> {
   if (Object.keys(fields).length === 0) return;
-  await trx.updateTable('subscribers').set({ ...fields, updated_at: sql`now()` }).where('id', '=', id).execute();
+  // attributes: a JSON object as text (a server's signup), merged over what is held.
+  const { attributes, ...names } = fields;
+  await trx.updateTable('subscribers')
+    .set({ ...names, ...(attributes !== undefined && { attributes: sql`attributes || ${attributes}::jsonb` }), updated_at: sql`now()` })
+    .where('id', '=', id).execute();
 }
 
 /** The first affinity level, on the first confirmation; later confirmations keep what was recorded. */

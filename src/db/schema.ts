@@ -127,6 +127,11 @@ export interface DB {
   preferences_link_requests: PreferencesLinkRequestsTable;
   inbound_reports: InboundReportsTable;
   reconsent_messages: ReconsentMessagesTable;
+  webhook_endpoints: WebhookEndpointsTable;
+  webhook_deliveries: WebhookDeliveriesTable;
+  webhook_attempts: WebhookAttemptsTable;
+  imports: ImportsTable;
+  import_rejections: ImportRejectionsTable;
 }
 
 export type List = Selectable<ListsTable>;
@@ -239,4 +244,68 @@ export interface InboundReportsTable {
   /** The report as it came, for support: cleared after 30 days and on erasure. */
   raw: Buffer | null;
   received_at: Generated<Date>;
+}
+
+/** Migration 0009 (issue 19): webhooks fed from the consent ledger, and imports. */
+export interface WebhookEndpointsTable {
+  id: Generated<string>;
+  url: string;
+  secret: string;
+  events: string[];
+  list_ids: string[] | null;
+  created_by: string | null;
+  created_at: Generated<Date>;
+  horizon: string | null;
+  after_event_id: Generated<string>;
+  failing_since: Date | null;
+  disabled_at: Date | null;
+  disabled_reason: string | null;
+}
+
+export interface WebhookDeliveriesTable {
+  id: Generated<string>;
+  endpoint_id: string;
+  event_id: string;
+  subscriber_id: string;
+  type: string;
+  status: Generated<'pending' | 'delivered' | 'failed'>;
+  attempts: Generated<number>;
+  run_at: Date;
+  locked_by: string | null;
+  locked_until: Date | null;
+  created_at: Date;
+  delivered_at: Date | null;
+}
+
+export interface WebhookAttemptsTable {
+  id: Generated<string>;
+  delivery_id: string;
+  endpoint_id: string;
+  attempted_at: Date;
+  status_code: number | null;
+  error: string | null;
+  duration_ms: number;
+}
+
+export interface ImportsTable {
+  id: Generated<string>;
+  list_id: string;
+  created_by: string | null;
+  format: 'csv' | 'ndjson';
+  file_sha256: Buffer;
+  status: Generated<'running' | 'finished' | 'failed'>;
+  rows_read: Generated<number>;
+  imported: Generated<number>;
+  pending: Generated<number>;
+  unchanged: Generated<number>;
+  rejected: Generated<number>;
+  error: string | null;
+  created_at: Generated<Date>;
+  finished_at: Date | null;
+}
+
+export interface ImportRejectionsTable {
+  import_id: string;
+  line: number;
+  reason: string;
 }

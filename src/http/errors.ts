@@ -26,6 +26,10 @@ export const STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   rate_limited: 429,
   unavailable: 503,
   log_halted: 503,
+  webhook_url_refused: 422,
+  webhook_not_found: 404,
+  import_invalid: 422,
+  import_not_found: 404,
 };
 
 export interface ErrorBody {

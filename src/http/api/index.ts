@@ -14,8 +14,10 @@ import { renderApiDocs } from './docs.js';
 import { type ApiEnv, apiRoutes } from './env.js';
 import { idempotency } from './idempotency.js';
 import { inboundApp } from './inbound.js';
+import { importsApp } from './imports.js';
 import { listsApp } from './lists.js';
 import { subscribersApp } from './subscribers.js';
+import { webhooksApp } from './webhooks.js';
 
 /**
  * 401 without a valid key. A wrong secret behind a real prefix costs an argon2 verification
@@ -73,7 +75,8 @@ export function apiApp(deps: Deps): OpenAPIHono<ApiEnv> {
   app.use('/v1/*', bearerAuth(verifier, deps));
   app.use('/v1/*', limitApiBody());
   // A preview changes nothing and quotes the person: nothing to replay, nothing to keep.
-  app.use('/v1/*', idempotency(deps.db, { skip: (path) => path.endsWith('/preview') }));
+  // An import's body is streamed, never held to be hashed; the same file twice imports nothing new anyway.
+  app.use('/v1/*', idempotency(deps.db, { skip: (path) => path.endsWith('/preview') || path.endsWith('/imports') }));
 
   // One sub-app per resource; each brings its paths and schemas into this app's OpenAPI document.
   app.route('/v1/lists', listsApp(deps));
@@ -81,6 +84,10 @@ export function apiApp(deps: Deps): OpenAPIHono<ApiEnv> {
   app.route('/v1/subscribers', consentApp(deps));
   app.route('/v1/campaigns', campaignsApp(deps));
   app.route('/v1/inbound', inboundApp(deps));
+  app.route('/v1/webhooks', webhooksApp(deps));
+  const imports = importsApp(deps);
+  app.route('/v1/lists', imports.lists);
+  app.route('/v1/imports', imports.imports);
 
   const info = { title: 'assent', version: '1', description: 'Double-opt-in subscriptions with proof of consent' };
   app.doc31('/openapi.json', { openapi: '3.1.0', info, servers: [{ url: `${deps.config.publicUrl}/api` }] });

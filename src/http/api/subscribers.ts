@@ -1,12 +1,15 @@
 // /api/v1/subscribers
 import { createRoute, type OpenAPIHono, z } from '@hono/zod-openapi';
-import { normaliseEmail } from '../../consent/address.js';
+import { cleanName, normaliseEmail } from '../../consent/address.js';
+import { signup, type SignupSource } from '../../consent/signup.js';
 import {
   consentRecord, eraseSubscriber, exportSubscriber, findSubscribers, getSubscriber, recordAffinity,
 } from '../../consent/subscribers.js';
 import type { Deps } from '../../deps.js';
 import { AFFINITY_LEVELS, CONSENT_EVENT_KINDS, SUBSCRIPTION_STATUSES } from '../../domain.js';
 import { DomainError } from '../../errors.js';
+import { chooseLocale, matchLocale } from '../../i18n.js';
+import { canonicalIp } from '../client.js';
 import { type ApiEnv, apiRoutes } from './env.js';
 import { conflict, errors, idempotencyReused, json, notFound, plain, security, text } from './schemas.js';
 
@@ -56,6 +59,21 @@ const ConsentSchema = z.object({
   subscriber_id: z.string(), verified: z.boolean(), events: z.array(ConsentEventSchema),
 }).openapi('ConsentRecord');
 
+const Attribute = z.union([text().max(1000), z.number(), z.boolean()]);
+const SignupBody = z.object({
+  email: text().max(320),
+  list: text().min(1).max(100),
+  first_name: text().max(200).optional(),
+  last_name: text().max(200).optional(),
+  locale: text().max(35).optional(),
+  attributes: z.record(text().min(1).max(100), Attribute)
+    .refine((value) => Object.keys(value).length <= 50, 'at most 50 attributes').optional()
+    .openapi({ description: 'applied to the subscriber once they confirm' }),
+  ip: text().max(64).optional().openapi({ description: 'the person\'s IP address, as your server saw it' }),
+  user_agent: text().max(512).optional(),
+  page: text().max(2048).optional().openapi({ description: 'the page where the person signed up' }),
+}).strict().openapi('ServerSignup');
+
 const AffinityBody = z.object({ level: z.enum(AFFINITY_LEVELS), reason: text().trim().min(1).max(500) }).strict();
 const AffinityEventSchema = z.object({
   subscriber_id: z.string(), level: z.enum(AFFINITY_LEVELS), reason: z.string(), recorded_by: z.string().nullable(), occurred_at: z.string(),
@@ -72,6 +90,38 @@ export function subscribersApp(deps: Deps): OpenAPIHono<ApiEnv> {
     const email = query.email === undefined ? undefined : normaliseEmail(query.email);
     if (query.email !== undefined && email === undefined) throw new DomainError('invalid_input', 'not a valid email address', { email: 'not valid' });
     return c.json(plain(await findSubscribers(deps, { ...query, email })), 200);
+  });
+
+  app.openapi(createRoute({
+    method: 'post', path: '/', security,
+    summary: 'Start the double opt-in for a person who signed up on your server: the same rules and answer as the form',
+    request: { body: { required: true, ...json(SignupBody) } },
+    responses: {
+      202: { description: 'the same answer whatever the address\'s state', ...json(z.object({ status: z.literal('pending') })) },
+      ...errors, ...notFound, ...idempotencyReused,
+    },
+  }), async (c) => {
+    const body = c.req.valid('json');
+    const email = normaliseEmail(body.email);
+    if (!email) throw new DomainError('invalid_input', 'not a valid email address', { email: 'not a valid email address' });
+    const ip = body.ip === undefined ? undefined : canonicalIp(body.ip);
+    if (body.ip !== undefined && ip === undefined) throw new DomainError('invalid_input', 'not an IP address', { ip: 'not an IP address' });
+    // What the key asserted is the evidence: nothing of the calling server's own request stands in for the person's.
+    const source: SignupSource = {
+      apiKey: c.get('apiKey').name,
+      asserted: (['ip', 'user_agent', 'page'] as const).filter((field) => body[field] !== undefined),
+    };
+    const outcome = await signup(deps, {
+      email,
+      listSlug: body.list.trim(),
+      firstName: cleanName(body.first_name)?.slice(0, 100) ?? null,
+      lastName: cleanName(body.last_name)?.slice(0, 100) ?? null,
+      locale: chooseLocale(matchLocale(body.locale)),
+      ...(body.attributes && { attributes: body.attributes }),
+    }, { ip: ip ?? null, userAgent: body.user_agent ?? null, page: body.page ?? null }, source);
+    deps.metrics.signups.inc({ outcome: 'accepted' });
+    if (outcome === 'mailed') deps.wakeOutbox();
+    return c.json({ status: 'pending' as const }, 202);
   });
 
   app.openapi(createRoute({
