@@ -181,9 +181,8 @@ export interface CampaignsTable {
   paused_reason: Generated<string | null>;
 }
 
-export interface CampaignMessagesTable {
-  campaign_id: string;
-  subscriber_id: string;
+/** The columns of a queue of mails that workers claim, send and record (campaign_messages, reconsent_messages). */
+interface QueuedMailColumns {
   status: Generated<MessageStatus>;
   attempts: Generated<number>;
   run_at: Generated<Date>;
@@ -193,6 +192,11 @@ export interface CampaignMessagesTable {
   smtp_response: string | null;
   last_error: string | null;
   sent_at: Date | null;
+}
+
+export interface CampaignMessagesTable extends QueuedMailColumns {
+  campaign_id: string;
+  subscriber_id: string;
 }
 
 export interface SendRateBucketTable {
@@ -210,20 +214,11 @@ export interface PreferencesLinkRequestsTable {
 }
 
 /** A re-consent mail: one per list, material version and person (migration 0010). */
-export interface ReconsentMessagesTable {
+export interface ReconsentMessagesTable extends QueuedMailColumns {
   list_id: string;
   version: number;
   subscriber_id: string;
-  status: Generated<MessageStatus>;
-  attempts: Generated<number>;
-  run_at: Generated<Date>;
-  locked_by: string | null;
-  locked_until: Date | null;
-  message_id: string | null;
-  smtp_response: string | null;
-  last_error: string | null;
   created_at: Generated<Date>;
-  sent_at: Date | null;
 }
 
 /** A bounce or complaint that matched a mail of ours (migrations 0008, 0011), kept once per report_id. */
