@@ -61,6 +61,8 @@ export class CampaignWorker extends LoopingWorker {
   /** How long a send has been taking (a moving average), to size the chunks. Unknown at first: chunks of one. */
   private sendMs = Number.POSITIVE_INFINITY;
   private readonly tag: ReturnType<typeof mailTagger>;
+  /** When round() next looks for scheduled campaigns whose time has come (Date.now()). */
+  private nextDueCheck = 0;
 
   constructor(private readonly deps: WorkerDeps, options: Partial<CampaignWorkerOptions> = {}) {
     super();
@@ -83,7 +85,13 @@ export class CampaignWorker extends LoopingWorker {
   }
 
   private async round() {
-    await this.startDue();
+    // Scheduled campaigns are looked for once per poll interval, not before every batch of a
+    // send under way: a transaction of its own that a million-recipient send need not pay each round.
+    const now = Date.now();
+    if (now >= this.nextDueCheck) {
+      this.nextDueCheck = now + this.options.pollMs;
+      await this.startDue();
+    }
     const rate = this.deps.config.sendRate;
     let allowed = this.options.batchSize;
     if (rate > 0) {
