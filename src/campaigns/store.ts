@@ -1,6 +1,7 @@
 // The campaigns module's SQL: one exported function per statement.
 import { sql } from 'kysely';
 import { anyOf, type Database, type Trx } from '../db/database.js';
+import { notSuppressed } from '../consent/subscriber-store.js';
 import { reconsentFromSql } from '../lists/store.js';
 import { AFFINITY_LEVELS, type AffinityLevel, type CampaignStatus, MESSAGE_STATUSES, type MessageStatus } from '../domain.js';
 
@@ -90,6 +91,7 @@ export async function transitionCampaign(db: Db, id: string, from: CampaignStatu
  */
 export async function insertAudience(trx: Trx, campaign: AudienceSpec & { id: string }): Promise<number> {
   const rule = audienceRule(campaign);
+  await planForWholeList(trx);
   const result = await sql`
     insert into campaign_messages (campaign_id, subscriber_id)
     select ${campaign.id}, x.subscriber_id
@@ -101,6 +103,15 @@ export async function insertAudience(trx: Trx, campaign: AudienceSpec & { id: st
     on conflict do nothing
   `.execute(trx);
   return Number(result.numAffectedRows ?? 0n);
+}
+
+/**
+ * For one statement over a whole list, local to the transaction: compiling it (JIT) cost
+ * about a second of a million's count, and at the default work_mem the join of
+ * subscriptions and subscribers spilled to disk in 16 batches (EXPLAIN ANALYZE, README).
+ */
+async function planForWholeList(trx: Trx): Promise<void> {
+  await sql`select set_config('jit', 'off', true), set_config('work_mem', '64MB', true)`.execute(trx);
 }
 
 /** Who a campaign may reach at all, and the three rules that narrow it: the terms, the segment, the affinity. */
@@ -139,11 +150,11 @@ function audienceRule(spec: AudienceSpec) {
       where x.list_id = ${spec.listId}
         and x.status = 'confirmed'
         and s.erased_at is null
-        and not exists (select 1 from suppressions p where p.address_hash = sha256(convert_to(lower(s.email), 'UTF8')))`,
+        and ${notSuppressed}`,
     terms: sql`coalesce(x.consent_version, 0) >= coalesce(${reconsentFromSql(spec.listId)}, 0)`,
     segment: clauses.length === 0 ? sql`true` : sql`(${sql.join(clauses, sql` and `)})`,
     level: sql`least(
-      array_position(${levels}, (select a.level from affinity_events a where a.subscriber_id = s.id order by a.id desc limit 1)),
+      array_position(${levels}, s.affinity_level),
       coalesce(array_position(${levels}, s.affinity_cap), cardinality(${levels})))`,
     minRank: sql`array_position(${levels}, ${spec.minAffinity}::text)`,
   };
@@ -159,8 +170,9 @@ export interface AudienceCount {
  * How many the campaign would reach now, by affinity level, and how many each rule leaves
  * out (each counted among those the earlier rules let through): one aggregate, in SQL.
  */
-export async function countAudience(db: Db, spec: AudienceSpec): Promise<AudienceCount> {
+export async function countAudience(trx: Trx, spec: AudienceSpec): Promise<AudienceCount> {
   const rule = audienceRule(spec);
+  await planForWholeList(trx);
   const { rows: [row] } = await sql<Record<string, string>>`
     select
       count(*) filter (where a.terms and a.segment and a.level >= a.min_rank) as total,
@@ -175,7 +187,7 @@ export async function countAudience(db: Db, spec: AudienceSpec): Promise<Audienc
         case when ${rule.terms} and ${rule.segment} then ${rule.level} end as level
       ${rule.reachable}
     ) a
-  `.execute(db);
+  `.execute(trx);
   const n = (key: string) => Number(row?.[key] ?? 0);
   return {
     total: n('total'),
@@ -232,9 +244,7 @@ export interface RecipientRow {
 export async function findRecipients(db: Database, ids: string[]): Promise<RecipientRow[]> {
   if (ids.length === 0) return [];
   return db.selectFrom('subscribers as s')
-    .select(['s.id', 's.email', 's.first_name', 's.last_name', 's.attributes', 's.locale', 's.affinity_cap',
-      (eb) => eb.selectFrom('affinity_events as a').select('a.level').whereRef('a.subscriber_id', '=', 's.id')
-        .orderBy('a.id', 'desc').limit(1).as('affinity')])
+    .select(['s.id', 's.email', 's.first_name', 's.last_name', 's.attributes', 's.locale', 's.affinity_cap', 's.affinity_level as affinity'])
     .where('s.id', '=', anyOf(ids, 'uuid')).where('s.erased_at', 'is', null)
     .execute();
 }

@@ -4,6 +4,7 @@
 import { sql } from 'kysely';
 import type { Database, Trx } from '../db/database.js';
 import { reconsentFromSql } from '../lists/store.js';
+import { notSuppressed } from './subscriber-store.js';
 
 type Db = Database | Trx;
 
@@ -27,7 +28,7 @@ export async function queueReconsentMessages(db: Db, listId: string, version: nu
       and x.status = 'confirmed'
       and coalesce(x.consent_version, 0) < ${version}
       and s.erased_at is null
-      and not exists (select 1 from suppressions p where p.address_hash = sha256(convert_to(lower(s.email), 'UTF8')))
+      and ${notSuppressed}
     order by x.subscriber_id
     on conflict do nothing
   `.execute(db);

@@ -40,6 +40,11 @@ export interface SubscribersTable {
   affinity_cap: AffinityLevel | null;
   /** Which inbox the address reaches (migration 0004): the database computes it from `email`. */
   mailbox_key: ColumnType<string | null, never, never>;
+  /** What suppressions are keyed by (migration 0012): a trigger computes it from `email`. */
+  address_hash: ColumnType<Buffer | null, never, never>;
+  /** The level of the latest affinity event and that event (migration 0012), kept by a trigger on affinity_events. */
+  affinity_level: ColumnType<AffinityLevel | null, never, null>;
+  affinity_event_id: ColumnType<string | null, never, null>;
 }
 
 export interface SubscriptionsTable {
