@@ -76,4 +76,42 @@ describe('migrations', () => {
       await tdb.drop();
     }
   });
+
+  it('0012 checks what campaign_messages refer to once per statement, refusing what the foreign keys refused', async () => {
+    const tdb = await createTestDatabase();
+    try {
+      const { rows: [person] } = await tdb.query<{ id: string }>(`insert into subscribers (email, locale) values ('ada@example.org', 'en') returning id`);
+      const { rows: [loner] } = await tdb.query<{ id: string }>(`insert into subscribers (email, locale) values ('bob@example.org', 'en') returning id`);
+      const { rows: [list] } = await tdb.query<{ id: string }>(`insert into lists (slug, name) values ('news', 'News') returning id`);
+      const { rows: [campaign] } = await tdb.query<{ id: string }>(`
+        insert into campaigns (name, list_id, subject, mjml, html_template, text_template) values ('c', $1, 's', 'm', 'h', 't') returning id`, [list!.id]);
+      const refused = (text: string, values: unknown[]) => expect(tdb.query(text, values)).rejects.toMatchObject({ code: '23503' });
+      const nobody = '00000000-0000-4000-8000-000000000000';
+
+      // One unknown person among good rows refuses the whole statement.
+      await refused('insert into campaign_messages (campaign_id, subscriber_id) values ($1, $2), ($1, $3)', [campaign!.id, person!.id, nobody]);
+      await refused('insert into campaign_messages (campaign_id, subscriber_id) values ($1, $2)', [Number(campaign!.id) + 1, person!.id]);
+      expect((await tdb.query('select count(*)::int as n from campaign_messages')).rows[0].n).toBe(0);
+
+      await tdb.query('insert into campaign_messages (campaign_id, subscriber_id) values ($1, $2)', [campaign!.id, person!.id]);
+      await refused('update campaign_messages set subscriber_id = $1', [loner!.id]);
+      await refused('delete from subscribers where id = $1', [person!.id]);
+      await refused('delete from campaigns where id = $1', [campaign!.id]);
+      // What nothing refers to goes as before, and a message's other columns change freely.
+      await tdb.query('delete from subscribers where id = $1', [loner!.id]);
+      await tdb.query(`update campaign_messages set status = 'sent'`);
+
+      // Down: the foreign keys again, and the rows they check.
+      const keys = async () => (await tdb.query<{ name: string }>(
+        `select conname as name from pg_constraint where conrelid = 'campaign_messages'::regclass and contype = 'f' order by 1`)).rows.map((row) => row.name);
+      expect(await keys()).toEqual([]);
+      const migrator = new Migrator({ db: tdb.db, provider: { getMigrations: migrationFiles } });
+      expect((await migrator.migrateTo('0011_add_reconsent_reports')).error).toBeUndefined();
+      expect(await keys()).toEqual(['campaign_messages_campaign_id_fkey', 'campaign_messages_subscriber_id_fkey']);
+      expect((await migrator.migrateToLatest()).error).toBeUndefined();
+      expect(await keys()).toEqual([]);
+    } finally {
+      await tdb.drop();
+    }
+  });
 });
