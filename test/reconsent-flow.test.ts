@@ -4,7 +4,7 @@
 // `reconsented` consent event; after it, the next campaign reaches exactly who agreed.
 import { describe, expect, it } from 'vitest';
 import { TokenSigner } from '../src/links/tokens.js';
-import { claimDueReconsents } from '../src/workers/reconsent-store.js';
+import { claimDueReconsents } from '../src/workers/reconsent-message-store.js';
 import { useTestService } from './helpers/fixture.js';
 import { createTestService } from './helpers/service.js';
 import { until } from './helpers/wait.js';

@@ -1,6 +1,6 @@
 // Re-consent's SQL (issue 20): queueing the mails (reconsent_messages, one row per list,
 // material version and person) and the agreement's state change. Sending them is the
-// workers' (workers/reconsent-store.ts).
+// workers' (workers/reconsent-message-store.ts).
 import { sql } from 'kysely';
 import type { Database, Trx } from '../db/database.js';
 import { reconsentFromSql } from '../lists/store.js';

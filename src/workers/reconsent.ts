@@ -14,7 +14,7 @@ import { type MailSender, messageId } from '../mail/transport.js';
 import { DEFAULT_CAMPAIGN_OPTIONS } from './campaign.js';
 import { eachLimited, judgeSendFailure, LoopingWorker, type QueueWorkerOptions, WorkerLoop } from './loop.js';
 import { takeSendTokens } from './message-store.js';
-import * as store from './reconsent-store.js';
+import * as store from './reconsent-message-store.js';
 
 // The campaign mails' timing: both queues share the relay and SEND_RATE's bucket.
 const { batchSize, concurrency, leaseMs, pollMs, retryBaseMs, retryMaxMs, maxAttempts } = DEFAULT_CAMPAIGN_OPTIONS;

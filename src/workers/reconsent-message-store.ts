@@ -1,4 +1,4 @@
-// The re-consent mails' queue as the sender uses it (issue 20). Claims follow the queue
+// The re-consent mails' queue (reconsent_messages) as the sender uses it (issue 20). Claims follow the queue
 // pattern of message-store.ts: lease, SKIP LOCKED, ownership checks.
 import { sql } from 'kysely';
 import type { ReconsentKey } from '../consent/reconsent-store.js';
