@@ -22,8 +22,6 @@ export type ReconsentCheck =
   | { ok: true; claims: ReconsentClaims }
   | { ok: false; reason: 'invalid' | 'expired' };
 
-/** As long as a preferences link: the mail may sit unread for a while, and nothing is lost by waiting. */
-export const RECONSENT_TTL_MS = 180 * 24 * 3600 * 1000;
 
 export interface ConfirmClaims {
   purpose: 'confirm';
@@ -45,6 +43,8 @@ export type TokenCheck =
 export const CONFIRM_TTL_MS = 7 * 24 * 3600 * 1000;
 /** Preferences links in mails keep working this long; "Lost your mail?" sends a fresh one. */
 export const PREFERENCES_TTL_MS = 180 * 24 * 3600 * 1000;
+/** As long as a preferences link: the mail may sit unread for a while, and nothing is lost by waiting. */
+export const RECONSENT_TTL_MS = PREFERENCES_TTL_MS;
 /** The "confirmed" page's receipt link; later, the preferences page offers the receipt too. */
 export const RECEIPT_LINK_TTL_MS = 30 * 24 * 3600 * 1000;
 
