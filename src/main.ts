@@ -26,6 +26,7 @@ import { clearOldRawReports } from './consent/reports.js';
 import { CampaignWorker } from './workers/campaign.js';
 import { InboundSmtpListener } from './workers/inbound-smtp.js';
 import { countQueuedMessages } from './workers/message-store.js';
+import { countQueuedReconsents } from './workers/reconsent-message-store.js';
 import { OutboxWorker } from './workers/outbox.js';
 import { ReconsentWorker } from './workers/reconsent.js';
 import { countQueuedMails } from './workers/outbox-store.js';
@@ -99,7 +100,9 @@ export function createSender(config: Config): MailSender {
 export async function buildDeps(config: Config, log: Logger, db: Database, wake: { outbox?: () => void; campaigns?: () => void } = {}): Promise<Deps> {
   const catalogues = loadCatalogues();
   const metrics = createMetrics();
-  registerQueueGauges(metrics, { outbox: () => countQueuedMails(db), campaign: () => countQueuedMessages(db) });
+  registerQueueGauges(metrics, {
+    outbox: () => countQueuedMails(db), campaign: () => countQueuedMessages(db), reconsent: () => countQueuedReconsents(db),
+  });
   return {
     db,
     config,

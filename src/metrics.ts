@@ -45,6 +45,7 @@ export type Metrics = ReturnType<typeof createMetrics>;
 const QUEUES = {
   outbox: 'Transactional mails waiting to be sent',
   campaign: 'Campaign messages waiting to be sent',
+  reconsent: 'Re-consent mails waiting to be sent',
 } as const;
 
 /** Queue depths, counted when Prometheus scrapes (one small query each, from the queue's own store). */

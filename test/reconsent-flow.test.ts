@@ -70,8 +70,12 @@ describe('re-consent after a material change', () => {
     // A second run, before or after sending, adds nobody: once per person and version.
     expect(await (await t.service.api('POST', '/api/v1/lists/terms/reconsent')).json()).toEqual({ version: 2, queued: 0 });
 
+    const queued = async () => Number(/^assent_reconsent_queued (\d+)$/m.exec(await (await t.service.app.request('/metrics')).text())?.[1]);
+    expect(await queued()).toBe(3);
+
     const before = t.smtp.received.length;
     await drain(t.service.reconsentWorker);
+    expect(await queued()).toBe(0);
     expect(await (await t.service.api('POST', '/api/v1/lists/terms/reconsent')).json()).toEqual({ version: 2, queued: 0 });
     await drain(t.service.reconsentWorker);
     const received = t.smtp.received.slice(before);

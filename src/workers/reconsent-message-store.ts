@@ -83,3 +83,9 @@ export async function recordReconsentOutcome(db: Db, workerId: string, key: Reco
   `.execute(db);
   return Number(result.numAffectedRows ?? 0n) > 0;
 }
+
+export async function countQueuedReconsents(db: Database): Promise<number> {
+  const row = await db.selectFrom('reconsent_messages').select((eb) => eb.fn.countAll<string>().as('count'))
+    .where('status', '=', 'queued').executeTakeFirstOrThrow();
+  return Number(row.count);
+}
