@@ -29,6 +29,9 @@ export interface OutgoingMail {
   list?: Record<string, { url: string; comment?: string }>;
 }
 
+/** An OutgoingMail whose bodies may be in pieces (BodyPieces), as a campaign's worker has them. */
+export type PiecedMail = Omit<OutgoingMail, 'html' | 'text'> & { html: string | BodyPieces; text: string | BodyPieces };
+
 export interface BuiltMessage {
   raw: string;
   envelope: { from: string; to: string[] };
@@ -57,6 +60,78 @@ export function quotedPrintable(text: string): string {
   return encoded.join('\r\n');
 }
 
+/**
+ * A run of a template's text with no Liquid in it, its whole lines encoded once per campaign:
+ * a body made of such runs and the text Liquid wrote between them (BodyPieces) encodes only
+ * the lines where the two meet (quotedPrintablePieces). Made only of text without a CR, so
+ * that its line ends are the same wherever it stands.
+ */
+export class EncodedRun {
+  /** Up to the run's first line end, and after its last one: the lines it shares with its neighbours. */
+  readonly first: string;
+  readonly last: string;
+  /** The lines wholly inside the run, encoded and joined by CRLF; undefined when there are none. */
+  readonly middle: string | undefined;
+  readonly ends: number;
+
+  constructor(readonly text: string) {
+    const lines = text.split('\n');
+    this.ends = lines.length - 1;
+    this.first = lines[0]!;
+    this.last = lines[lines.length - 1]!;
+    this.middle = lines.length > 2 ? lines.slice(1, -1).map(encodeLine).join('\r\n') : undefined;
+  }
+
+  static fits = (text: string) => !text.includes('\r');
+}
+
+/** A body as Liquid wrote it: its own text, and the template's runs in between. */
+export type BodyPieces = (string | EncodedRun)[];
+
+export const joinPieces = (pieces: BodyPieces) => pieces.map((piece) => (typeof piece === 'string' ? piece : piece.text)).join('');
+
+// Lines where a run meets what Liquid wrote recur from mail to mail where what it wrote does
+// not (a link, say, is alone on its line): kept, up to a bound, with their encoding.
+const SEAM_LINES = 4096;
+const seamLines = new Map<string, string>();
+function encodeSeam(line: string): string {
+  let encoded = seamLines.get(line);
+  if (encoded === undefined) {
+    if (seamLines.size >= SEAM_LINES) seamLines.clear();
+    encoded = encodeLine(line);
+    seamLines.set(line, encoded);
+  }
+  return encoded;
+}
+
+/** quotedPrintable(joinPieces(pieces)), encoding only the lines that are not wholly inside a run. */
+export function quotedPrintablePieces(pieces: BodyPieces): string {
+  if (pieces.some((piece) => typeof piece === 'string' && piece.includes('\r'))) return quotedPrintable(joinPieces(pieces));
+  const out: string[] = [];
+  let line = '';
+  for (const piece of pieces) {
+    if (typeof piece === 'string') {
+      let start = 0;
+      for (let end = piece.indexOf('\n'); end >= 0; end = piece.indexOf('\n', start)) {
+        out.push(encodeSeam(line + piece.slice(start, end)));
+        line = '';
+        start = end + 1;
+      }
+      line += start === 0 ? piece : piece.slice(start);
+    } else if (piece.ends === 0) {
+      line += piece.text;
+    } else {
+      out.push(encodeSeam(line + piece.first));
+      if (piece.middle !== undefined) out.push(piece.middle);
+      line = piece.last;
+    }
+  }
+  out.push(encodeSeam(line));
+  return out.join('\r\n');
+}
+
+const encodeBody = (body: string | BodyPieces) => (typeof body === 'string' ? quotedPrintable(body) : quotedPrintablePieces(body));
+
 // The List-* header values, formatted as nodemailer formats its `list` option.
 function listUrl(url: string): string {
   const clean = url.replace(/[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]/g, '').replace(/[\s<]+|[\s>]+/g, '');
@@ -83,7 +158,7 @@ const PART_HEADERS = {
 };
 
 /** The header block as nodemailer's MimeNode writes it, with the boundary and envelope it chose. */
-function composeHeaders(mail: OutgoingMail): { headers: string; boundary: string; envelope: BuiltMessage['envelope'] } {
+function composeHeaders(mail: PiecedMail): { headers: string; boundary: string; envelope: BuiltMessage['envelope'] } {
   // The boundary's random part from randomUUID, which draws on a cached pool of entropy;
   // MimeNode's own default asks the system for 8 bytes each time.
   const root = new MimeNode('multipart/alternative', { baseBoundary: randomUUID().replaceAll('-', '') });
@@ -109,7 +184,7 @@ function composeHeaders(mail: OutgoingMail): { headers: string; boundary: string
 // would: MimeNode's header block cost 0.17 ms of a mail's 2.5 ms in the worker's profile.
 
 /** One header line of a kind's first block, and how each later mail of that kind writes it. */
-type LineMaker = (mail: OutgoingMail, boundary: string) => string | undefined;
+type LineMaker = (mail: PiecedMail, boundary: string) => string | undefined;
 
 interface HeaderShape {
   lines: LineMaker[];
@@ -120,7 +195,7 @@ const SHAPES = 16;
 const shapes = new Map<string, HeaderShape | null>();
 
 /** What the lines kept from a kind's first block depend on: all but the per-mail values. */
-const shapeKey = (mail: OutgoingMail) => JSON.stringify([
+const shapeKey = (mail: PiecedMail) => JSON.stringify([
   mail.from, mail.subject, mail.headers ?? {},
   Object.entries(mail.list ?? {}).map(([key, value]) => (key.toLowerCase() === 'unsubscribe' ? [key, value.comment] : [key, value])),
   Object.keys(mail.tag?.headers ?? {}),
@@ -132,10 +207,17 @@ const PLAIN_TO = /^[a-z0-9_+-]+(?:\.[a-z0-9_+-]+)*@(?!.*--)[a-z0-9](?:[a-z0-9-]*
 const PLAIN_ID = /^<[\x21-\x3b\x3d\x3f-\x7e]+>$/;
 const FITS = 76;
 
-const dateValue = () => new Date().toUTCString().replace(/GMT/, '+0000');
+// MimeNode's Date value, which changes once a second: made once a second.
+let date = { second: Number.NaN, value: '' };
+function dateValue(): string {
+  const now = Date.now();
+  const second = Math.floor(now / 1000);
+  if (second !== date.second) date = { second, value: new Date(now).toUTCString().replace(/GMT/, '+0000') };
+  return date.value;
+}
 
 /** How a mail like `mail` writes each line of `headers` (MimeNode's block for it); null where a line cannot be made so. */
-function shapeOf(mail: OutgoingMail, headers: string, boundary: string, envelopeFrom: string): HeaderShape | null {
+function shapeOf(mail: PiecedMail, headers: string, boundary: string, envelopeFrom: string): HeaderShape | null {
   const lines = headers.split(/\r\n(?![ \t])/);
   const names = lines.map((line) => line.slice(0, line.indexOf(':')));
   if (new Set(names).size !== names.length) return null;
@@ -163,7 +245,7 @@ function shapeOf(mail: OutgoingMail, headers: string, boundary: string, envelope
 }
 
 /** The header block and envelope of a mail whose kind was seen before; undefined where only MimeNode will do. */
-function headersLike(mail: OutgoingMail, shape: HeaderShape, boundary: string) {
+function headersLike(mail: PiecedMail, shape: HeaderShape, boundary: string) {
   const lines: string[] = [];
   for (const make of shape.lines) {
     const line = make(mail, boundary);
@@ -173,7 +255,7 @@ function headersLike(mail: OutgoingMail, shape: HeaderShape, boundary: string) {
   return { headers: lines.join('\r\n'), boundary, envelope: { from: mail.tag?.envelopeFrom ?? shape.envelopeFrom, to: [mail.to] } };
 }
 
-function headerBlock(mail: OutgoingMail) {
+function headerBlock(mail: PiecedMail) {
   const key = shapeKey(mail);
   const shape = shapes.get(key);
   if (shape) {
@@ -191,12 +273,12 @@ function headerBlock(mail: OutgoingMail) {
   return composed;
 }
 
-export function buildMessage(mail: OutgoingMail): BuiltMessage {
+export function buildMessage(mail: PiecedMail): BuiltMessage {
   const { headers, boundary: name, envelope } = headerBlock(mail);
   const boundary = `--${name}`;
   const raw = `${headers}\r\n\r\n`
-    + `${boundary}\r\n${PART_HEADERS.text}\r\n\r\n${quotedPrintable(mail.text)}\r\n`
-    + `${boundary}\r\n${PART_HEADERS.html}\r\n\r\n${quotedPrintable(mail.html)}\r\n`
+    + `${boundary}\r\n${PART_HEADERS.text}\r\n\r\n${encodeBody(mail.text)}\r\n`
+    + `${boundary}\r\n${PART_HEADERS.html}\r\n\r\n${encodeBody(mail.html)}\r\n`
     + `${boundary}--\r\n`;
   return { raw, envelope };
 }

@@ -4,7 +4,7 @@ import { mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
 import type { DkimConfig } from '../config.js';
-import { buildMessage, type OutgoingMail } from './mime.js';
+import { buildMessage, type OutgoingMail, type PiecedMail } from './mime.js';
 
 export type { OutgoingMail };
 
@@ -25,7 +25,7 @@ export function messageId(mailFrom: string): string {
 
 export interface MailSender {
   /** Resolves with the relay's answer; rejects with a SendError. */
-  send(mail: OutgoingMail): Promise<string>;
+  send(mail: OutgoingMail | PiecedMail): Promise<string>;
   close(): void;
 }
 

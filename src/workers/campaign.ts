@@ -17,13 +17,14 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { startDueCampaigns } from '../campaigns/campaigns.js';
-import { buildCampaignMail, type CampaignMailSource, campaignMailSource, hasAddress } from '../campaigns/message.js';
+import { buildCampaignMailPieces, type CampaignMailSource, campaignMailSource, hasAddress } from '../campaigns/message.js';
 import { findCampaignTemplates, findRecipients, finishCampaignIfDone, type RecipientRow } from '../campaigns/store.js';
 import { MailRenderError } from '../campaigns/templates.js';
 import type { Deps } from '../deps.js';
 import { recipientLinks } from '../links/urls.js';
 import { mailTagger } from '../mail/envelope.js';
-import { type MailSender, messageId, type OutgoingMail, SendError } from '../mail/transport.js';
+import type { PiecedMail } from '../mail/mime.js';
+import { type MailSender, messageId, SendError } from '../mail/transport.js';
 import * as store from './message-store.js';
 import { eachChunk, judgeSendFailure, LoopingWorker, type QueueWorkerOptions, recordPersistently, WorkerLoop } from './loop.js';
 
@@ -208,11 +209,11 @@ export class CampaignWorker extends LoopingWorker {
     }
     const { source } = campaign;
     const links = recipientLinks(this.deps, recipient.id, campaign.listId);
-    return this.send(message, () => buildCampaignMail(this.deps, source, recipient, links).mail);
+    return this.send(message, () => buildCampaignMailPieces(this.deps, source, recipient, links).mail);
   }
 
   /** Builds the mail and hands it to the relay; a failure of either becomes the message's outcome. */
-  private async send(message: store.ClaimedMessage, build: () => Omit<OutgoingMail, 'messageId'>): Promise<store.Outcome> {
+  private async send(message: store.ClaimedMessage, build: () => Omit<PiecedMail, 'messageId'>): Promise<store.Outcome> {
     const { sender, config, metrics } = this.deps;
     const id = messageId(config.mailFrom);
     const stopTimer = metrics.sendLatency.startTimer({ kind: 'campaign' });
