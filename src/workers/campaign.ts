@@ -173,10 +173,14 @@ export class CampaignWorker extends LoopingWorker {
       await db.transaction().execute(async (trx) => {
         const started = performance.now();
         const gates = await store.lockForSending(trx, chunk.map((m) => ({ ...m, list_id: this.campaigns.get(m.campaign_id)!.listId })));
-        await Promise.all(chunk.map((message) => this.limited(async () => {
+        // Every send settles before anything is judged: one that threw must not leave others
+        // still going when the sent ones are recorded (below, or in the catch).
+        const settled = await Promise.allSettled(chunk.map((message) => this.limited(async () => {
           if (this.stopping) unstarted.push(message);
           else outcomes.push({ ...message, outcome: await this.deliver(message, recipients.get(message.subscriber_id), gates.get(store.messageKey(message))) });
         })));
+        const failed = settled.find((result) => result.status === 'rejected');
+        if (failed) throw failed.reason;
         const rate = chunk.length / Math.max(1, performance.now() - started);
         this.mailsPerMs = this.mailsPerMs > 0 ? 0.7 * this.mailsPerMs + 0.3 * rate : rate;
         warnIfNotHeld(await store.recordOutcomes(trx, this.id, outcomes, this.backoff));
