@@ -5,7 +5,8 @@
 // loop runs nor how much text comes out: `{% for i in (1..20000000) %}` passed a memoryLimit of
 // 50,000,000 and took 540 MB, past the worker's 128 MB heap. So every render here also counts
 // loop iterations and output characters, and stops at a limit no mail comes near.
-import { CaptureTag, Context, type Emitter, ForTag, Liquid, TablerowTag, type TagToken, type Template, type Token, toValueSync } from 'liquidjs';
+import { CaptureTag, Context, type Emitter, ForTag, Liquid, TablerowTag, type TagToken, type Template, type Token, TokenKind, toValueSync } from 'liquidjs';
+import { type BodyPieces, EncodedRun } from '../mail/mime.js';
 
 export const RENDER_LIMITS = {
   /**
@@ -66,18 +67,52 @@ function budgetOf(ctx: Context): MailBudget {
   return ctx.getRegister<MailBudget | undefined>(BUDGET) ?? (ctx.setRegister(BUDGET, mailBudget()) as MailBudget);
 }
 
-/** liquidjs's own emitter, counting what is written against the mail's budget. */
+/** liquidjs's own emitter, counting what is written against the mail's budget; with `pieces`, it keeps the template's runs apart. */
 class BoundedOutput implements Emitter {
   buffer = '';
+  readonly pieces: BodyPieces = [];
 
-  constructor(private readonly budget: MailBudget) {}
+  constructor(readonly budget: MailBudget, private readonly options: { pieces: boolean } = { pieces: false }) {}
 
   write(value: unknown): void {
     const text = asText(value);
-    this.budget.outputChars -= Math.max(text.length, RENDER_LIMITS.writeChars);
-    if (this.budget.outputChars < 0) throw new Error(`output limit exceeded (${RENDER_LIMITS.outputChars} characters in one mail)`);
+    this.spend(text.length);
     this.buffer += text;
   }
+
+  writeRun(run: EncodedRun): void {
+    this.spend(run.text.length);
+    if (!this.options.pieces) {
+      this.buffer += run.text;
+      return;
+    }
+    if (this.buffer) this.pieces.push(this.buffer);
+    this.buffer = '';
+    this.pieces.push(run);
+  }
+
+  private spend(chars: number) {
+    this.budget.outputChars -= Math.max(chars, RENDER_LIMITS.writeChars);
+    if (this.budget.outputChars < 0) throw new Error(`output limit exceeded (${RENDER_LIMITS.outputChars} characters in one mail)`);
+  }
+}
+
+/**
+ * The templates with each top-level run of text (no Liquid in it) replaced by a node that
+ * writes it as an EncodedRun: it renders the same text, and a mail built from the pieces
+ * encodes the run's lines once per campaign, not per recipient. Runs inside a block ({% if %})
+ * stay as they are.
+ */
+export function withEncodedRuns(templates: Template[]): Template[] {
+  return templates.map((template) => {
+    const text = (template as Template & { str?: unknown }).str;
+    if (template.token.kind !== TokenKind.HTML || typeof text !== 'string' || !EncodedRun.fits(text)) return template;
+    const run = new EncodedRun(text);
+    return {
+      token: template.token,
+      render: (_ctx: Context, emitter: Emitter) => (emitter instanceof BoundedOutput ? emitter.writeRun(run) : emitter.write(run.text)),
+    };
+  });
 }
 
 /** As liquidjs writes a value (its Output tag has already turned drops into values). */
@@ -137,12 +172,23 @@ export const textLiquid = campaignEngine({});
  * throws liquidjs's RenderError (with the line of the tag that went over) at a limit.
  */
 export function renderBounded(engine: Liquid, templates: Template[], scope: object, budget: MailBudget): string {
+  return render(engine, templates, scope, new BoundedOutput(budget)).buffer;
+}
+
+/** renderBounded, keeping the runs of templates made by withEncodedRuns apart. */
+export function renderBoundedPieces(engine: Liquid, templates: Template[], scope: object, budget: MailBudget): BodyPieces {
+  const output = render(engine, templates, scope, new BoundedOutput(budget, { pieces: true }));
+  if (output.buffer) output.pieces.push(output.buffer);
+  return output.pieces;
+}
+
+function render(engine: Liquid, templates: Template[], scope: object, output: BoundedOutput): BoundedOutput {
+  const { budget } = output;
   const renderLimit = Math.max(0, budget.deadline - performance.now());
   const ctx = new Context(scope, engine.options, { sync: true, renderLimit }, { liquid: engine });
   ctx.setRegister(BUDGET, budget);
-  const output = new BoundedOutput(budget);
   toValueSync(engine.renderer.renderTemplates(templates, ctx, output));
-  return output.buffer;
+  return output;
 }
 
 /** Whether a render error is the time limit alone: under load an honest template can meet it. */

@@ -5,11 +5,11 @@
 import type { Deps } from '../deps.js';
 import { chooseLocale, matchLocale } from '../i18n.js';
 import type { RecipientLinks } from '../links/urls.js';
-import type { OutgoingMail } from '../mail/mime.js';
+import type { BodyPieces, OutgoingMail, PiecedMail } from '../mail/mime.js';
 import { formatPlain } from '../mail/text.js';
 import { type PersonalisationContext, personalise, type Recipient } from './context.js';
 import type { findCampaignTemplates, RecipientRow } from './store.js';
-import { type ParsedCampaign, parseCampaign, renderCampaignMail } from './templates.js';
+import { type ParsedCampaign, parseCampaign, renderCampaignMail, renderCampaignMailPieces } from './templates.js';
 
 /** What building a campaign mail reads: PUBLIC_URL, MAIL_FROM, SENDER_ADDRESS and the footer's words. */
 export type MessageDeps = Pick<Deps, 'config' | 'catalogues'>;
@@ -30,9 +30,9 @@ export function campaignMailSource(row: StoredCampaign): CampaignMailSource {
 /** A recipient who can be mailed: one not erased (findRecipients leaves the erased out, a send may meet one). */
 export const hasAddress = (row: RecipientRow): row is RecipientRow & { email: string } => row.email !== null;
 
-export interface CampaignMail {
+export interface CampaignMail<Body extends PiecedMail['html'] = string> {
   /** All but the Message-ID, which the sender gives each attempt. */
-  mail: Omit<OutgoingMail, 'messageId'>;
+  mail: Omit<OutgoingMail, 'messageId' | 'html' | 'text'> & { html: Body; text: Body };
   /** The affinity level the mail used, and the fields held about the person that it kept out. */
   level: PersonalisationContext['level'];
   withheld: string[];
@@ -49,8 +49,22 @@ export function campaignContext(
 export function buildCampaignMail(
   deps: MessageDeps, campaign: CampaignMailSource, recipient: Recipient & { locale: string }, links: RecipientLinks,
 ): CampaignMail {
+  return buildWith(renderCampaignMail, deps, campaign, recipient, links);
+}
+
+/** buildCampaignMail with the bodies in pieces, whose runs were encoded once per campaign: what the worker sends. */
+export function buildCampaignMailPieces(
+  deps: MessageDeps, campaign: CampaignMailSource, recipient: Recipient & { locale: string }, links: RecipientLinks,
+): CampaignMail<BodyPieces> {
+  return buildWith(renderCampaignMailPieces, deps, campaign, recipient, links);
+}
+
+function buildWith<Body extends PiecedMail['html']>(
+  render: (parsed: ParsedCampaign, context: Record<string, unknown>) => { subject: string; html: Body; text: Body },
+  deps: MessageDeps, campaign: CampaignMailSource, recipient: Recipient & { locale: string }, links: RecipientLinks,
+): CampaignMail<Body> {
   const personal = campaignContext(deps, recipient, campaign.list, links);
-  const rendered = renderCampaignMail(campaign.parsed, personal.context);
+  const rendered = render(campaign.parsed, personal.context);
   return {
     mail: { ...rendered, from: deps.config.mailFrom, to: recipient.email, ...listHeaders(deps.config, campaign.list, links) },
     level: personal.level,

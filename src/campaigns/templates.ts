@@ -10,7 +10,8 @@ import { convert } from 'html-to-text';
 import type { Liquid, Template } from 'liquidjs';
 import mjml2html from 'mjml';
 import { DomainError } from '../errors.js';
-import { htmlLiquid, isRenderTimeout, type MailBudget, mailBudget, renderBounded, textLiquid } from './liquid.js';
+import type { BodyPieces } from '../mail/mime.js';
+import { htmlLiquid, isRenderTimeout, type MailBudget, mailBudget, renderBounded, renderBoundedPieces, textLiquid, withEncodedRuns } from './liquid.js';
 
 export type Detail = { source: string; line: number | null; message: string };
 
@@ -111,17 +112,18 @@ export function parseCampaign(campaign: { subject: string; html_template: string
       throw new DomainError('template_invalid', `the ${source} template does not parse: ${detail.message}`, undefined, [detail]);
     }
   };
+  // The bodies' runs of plain text are encoded for the wire once here, not per recipient.
   return {
     subject: parse(textLiquid, 'subject', campaign.subject),
-    html: parse(htmlLiquid, 'html', campaign.html_template),
-    text: parse(textLiquid, 'text', campaign.text_template),
+    html: withEncodedRuns(parse(htmlLiquid, 'html', campaign.html_template)),
+    text: withEncodedRuns(parse(textLiquid, 'text', campaign.text_template)),
   };
 }
 
-export interface RenderedCampaignMail {
+export interface RenderedCampaignMail<Body = string> {
   subject: string;
-  html: string;
-  text: string;
+  html: Body;
+  text: Body;
 }
 
 /**
@@ -134,9 +136,12 @@ export class MailRenderError extends DomainError {
   }
 }
 
-function renderPart(engine: Liquid, source: string, templates: Template[], context: Record<string, unknown>, budget: MailBudget): string {
+type Render<Body> = (engine: Liquid, templates: Template[], scope: object, budget: MailBudget) => Body;
+
+function renderPart<Body>(render: Render<Body>, engine: Liquid, source: string, templates: Template[],
+  context: Record<string, unknown>, budget: MailBudget): Body {
   try {
-    return renderBounded(engine, templates, context, budget);
+    return render(engine, templates, context, budget);
   } catch (error) {
     throw new MailRenderError(liquidDetail(source, error), isRenderTimeout(error));
   }
@@ -148,10 +153,19 @@ function renderPart(engine: Liquid, source: string, templates: Template[], conte
  * the whole mail; throws MailRenderError.
  */
 export function renderCampaignMail(parsed: ParsedCampaign, context: Record<string, unknown>): RenderedCampaignMail {
+  return renderWith(renderBounded, parsed, context);
+}
+
+/** renderCampaignMail with the bodies in pieces (mail/mime.ts BodyPieces), as the campaign worker sends them. */
+export function renderCampaignMailPieces(parsed: ParsedCampaign, context: Record<string, unknown>): RenderedCampaignMail<BodyPieces> {
+  return renderWith(renderBoundedPieces, parsed, context);
+}
+
+function renderWith<Body>(render: Render<Body>, parsed: ParsedCampaign, context: Record<string, unknown>): RenderedCampaignMail<Body> {
   const budget = mailBudget();
-  const subject = renderPart(textLiquid, 'subject', parsed.subject, context, budget);
-  const html = renderPart(htmlLiquid, 'html', parsed.html, context, budget);
-  const text = renderPart(textLiquid, 'text', parsed.text, context, budget);
+  const subject = renderPart(renderBounded, textLiquid, 'subject', parsed.subject, context, budget);
+  const html = renderPart(render, htmlLiquid, 'html', parsed.html, context, budget);
+  const text = renderPart(render, textLiquid, 'text', parsed.text, context, budget);
   // A subject is one header line, whatever the template or the data put in it.
   return { subject: subject.replace(/[\r\n]+/g, ' ').trim(), html, text };
 }

@@ -4,7 +4,7 @@ import { mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
 import type { DkimConfig } from '../config.js';
-import { buildMessage, type OutgoingMail } from './mime.js';
+import { buildMessage, type OutgoingMail, type PiecedMail } from './mime.js';
 
 export type { OutgoingMail };
 
@@ -25,7 +25,7 @@ export function messageId(mailFrom: string): string {
 
 export interface MailSender {
   /** Resolves with the relay's answer; rejects with a SendError. */
-  send(mail: OutgoingMail): Promise<string>;
+  send(mail: OutgoingMail | PiecedMail): Promise<string>;
   close(): void;
 }
 
@@ -70,7 +70,9 @@ export function smtpSender(smtpUrl: string, options: { dkim?: DkimConfig | undef
   return {
     async send(mail) {
       try {
-        const info = await transport.sendMail(buildMessage(mail));
+        // The Message-ID given too, though the raw message has it: nodemailer otherwise makes one
+        // of its own from the system's random bytes, for its logs alone (1.4% of a campaign worker's CPU).
+        const info = await transport.sendMail({ ...buildMessage(mail), messageId: mail.messageId });
         return String(info.response ?? '');
       } catch (error) {
         throw toSendError(error);

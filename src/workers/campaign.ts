@@ -8,25 +8,28 @@
 // only afterwards; every send that starts later sees the withdrawal and skips.
 //
 // One transaction covers a chunk of sends, not one: its lock, its record of every outcome
-// (one statement) and its commit are shared by up to `sendsPerTransaction` mails. The chunk
-// is sized from how long a send takes, so that a transaction stays within about
-// `transactionBudgetMs`: that is as long as an unsubscribe can wait, and what a worker killed
-// outright (SIGKILL) may send twice, since a chunk's sends are recorded when it commits.
+// (one statement) and its commit are shared by up to `sendsPerTransaction` mails, sent
+// `concurrency` at a time inside it. The chunk is sized from how many mails the recent chunks
+// sent per millisecond, so that a transaction stays within about `transactionBudgetMs`: that
+// is as long as an unsubscribe can wait, and what a worker killed outright (SIGKILL) may send
+// twice, since a chunk's sends are recorded when it commits. Two chunks are under way at
+// once, so that the relay has mails while the other one locks, records and commits.
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { startDueCampaigns } from '../campaigns/campaigns.js';
-import { buildCampaignMail, type CampaignMailSource, campaignMailSource, hasAddress } from '../campaigns/message.js';
+import { buildCampaignMailPieces, type CampaignMailSource, campaignMailSource, hasAddress } from '../campaigns/message.js';
 import { findCampaignTemplates, findRecipients, finishCampaignIfDone, type RecipientRow } from '../campaigns/store.js';
 import { MailRenderError } from '../campaigns/templates.js';
 import type { Deps } from '../deps.js';
 import { recipientLinks } from '../links/urls.js';
 import { mailTagger } from '../mail/envelope.js';
-import { type MailSender, messageId, type OutgoingMail, SendError } from '../mail/transport.js';
+import type { PiecedMail } from '../mail/mime.js';
+import { type MailSender, messageId, SendError } from '../mail/transport.js';
 import * as store from './message-store.js';
 import { eachChunk, judgeSendFailure, LoopingWorker, type QueueWorkerOptions, recordPersistently, WorkerLoop } from './loop.js';
 
 export interface CampaignWorkerOptions extends QueueWorkerOptions {
-  /** The most sends one transaction covers. */
+  /** The most sends one transaction covers (two transactions are under way at once). */
   sendsPerTransaction: number;
   /** How long a transaction's sends should take at most, as the recent sends went. */
   transactionBudgetMs: number;
@@ -40,9 +43,12 @@ export const DEFAULT_CAMPAIGN_OPTIONS: CampaignWorkerOptions = {
   retryBaseMs: 30_000,
   retryMaxMs: 30 * 60_000,
   maxAttempts: 50,
-  sendsPerTransaction: 10,
+  sendsPerTransaction: 50,
   transactionBudgetMs: 100,
 };
+
+/** Chunks under way at once: while one locks, records and commits, the other keeps the relay busy. */
+const TRANSACTIONS_AT_ONCE = 2;
 
 type WorkerDeps = Pick<Deps, 'db' | 'log' | 'metrics' | 'config' | 'signer' | 'catalogues' | 'clock'> & { sender: MailSender };
 
@@ -58,8 +64,11 @@ export class CampaignWorker extends LoopingWorker {
   protected readonly loop: WorkerLoop;
   /** Parsed templates per campaign: parsed once per worker, not per recipient. */
   private readonly campaigns = new Map<string, CampaignData>();
-  /** How long a send has been taking (a moving average), to size the chunks. Unknown at first: chunks of one. */
-  private sendMs = Number.POSITIVE_INFINITY;
+  /** Mails a chunk has been sending per millisecond (a moving average), to size the chunks. Unknown at first: chunks of one. */
+  private mailsPerMs = 0;
+  /** Sends in flight, all chunks together, and the sends waiting for one of the `concurrency` places. */
+  private inFlight = 0;
+  private readonly waitingToSend: (() => void)[] = [];
   private readonly tag: ReturnType<typeof mailTagger>;
   /** When round() next looks for scheduled campaigns whose time has come (Date.now()). */
   private nextDueCheck = 0;
@@ -109,7 +118,7 @@ export class CampaignWorker extends LoopingWorker {
     const recipients = new Map((await findRecipients(db, messages.map((m) => m.subscriber_id))).map((r) => [r.id, r]));
     const campaignIds = [...new Set(messages.map((m) => m.campaign_id))];
     for (const id of campaignIds) await this.campaign(id);
-    const unstarted = await eachChunk(messages, this.options.concurrency, () => this.chunkSize(), () => this.stopping,
+    const unstarted = await eachChunk(messages, TRANSACTIONS_AT_ONCE, () => this.chunkSize(), () => this.stopping,
       (chunk) => this.deliverChunk(chunk, recipients));
     await store.recordOutcomes(db, this.id, unstarted.map((m) => ({ ...m, outcome: { kind: 'released' } })), this.backoff);
     for (const id of campaignIds) await finishCampaignIfDone(db, id);
@@ -132,7 +141,20 @@ export class CampaignWorker extends LoopingWorker {
 
   private chunkSize(): number {
     const { sendsPerTransaction, transactionBudgetMs } = this.options;
-    return Math.max(1, Math.min(sendsPerTransaction, Math.floor(transactionBudgetMs / this.sendMs)));
+    return Math.max(1, Math.min(sendsPerTransaction, Math.floor(transactionBudgetMs * this.mailsPerMs)));
+  }
+
+  /** Runs `send` once fewer than `concurrency` sends are in flight, the chunks under way together. */
+  private async limited<T>(send: () => Promise<T>): Promise<T> {
+    if (this.inFlight >= this.options.concurrency) await new Promise<void>((resolve) => this.waitingToSend.push(resolve));
+    else this.inFlight += 1;
+    try {
+      return await send();
+    } finally {
+      const next = this.waitingToSend.shift();
+      if (next) next(); // the place passes on
+      else this.inFlight -= 1;
+    }
   }
 
   /**
@@ -149,11 +171,18 @@ export class CampaignWorker extends LoopingWorker {
     };
     try {
       await db.transaction().execute(async (trx) => {
+        const started = performance.now();
         const gates = await store.lockForSending(trx, chunk.map((m) => ({ ...m, list_id: this.campaigns.get(m.campaign_id)!.listId })));
-        for (const message of chunk) {
+        // Every send settles before anything is judged: one that threw must not leave others
+        // still going when the sent ones are recorded (below, or in the catch).
+        const settled = await Promise.allSettled(chunk.map((message) => this.limited(async () => {
           if (this.stopping) unstarted.push(message);
           else outcomes.push({ ...message, outcome: await this.deliver(message, recipients.get(message.subscriber_id), gates.get(store.messageKey(message))) });
-        }
+        })));
+        const failed = settled.find((result) => result.status === 'rejected');
+        if (failed) throw failed.reason;
+        const rate = chunk.length / Math.max(1, performance.now() - started);
+        this.mailsPerMs = this.mailsPerMs > 0 ? 0.7 * this.mailsPerMs + 0.3 * rate : rate;
         warnIfNotHeld(await store.recordOutcomes(trx, this.id, outcomes, this.backoff));
       });
     } catch (error) {
@@ -184,14 +213,13 @@ export class CampaignWorker extends LoopingWorker {
     }
     const { source } = campaign;
     const links = recipientLinks(this.deps, recipient.id, campaign.listId);
-    return this.send(message, () => buildCampaignMail(this.deps, source, recipient, links).mail);
+    return this.send(message, () => buildCampaignMailPieces(this.deps, source, recipient, links).mail);
   }
 
   /** Builds the mail and hands it to the relay; a failure of either becomes the message's outcome. */
-  private async send(message: store.ClaimedMessage, build: () => Omit<OutgoingMail, 'messageId'>): Promise<store.Outcome> {
+  private async send(message: store.ClaimedMessage, build: () => Omit<PiecedMail, 'messageId'>): Promise<store.Outcome> {
     const { sender, config, metrics } = this.deps;
     const id = messageId(config.mailFrom);
-    const started = performance.now();
     const stopTimer = metrics.sendLatency.startTimer({ kind: 'campaign' });
     try {
       const tag = this.tag({ kind: 'campaign', campaignId: message.campaign_id, subscriberId: message.subscriber_id });
@@ -205,9 +233,6 @@ export class CampaignWorker extends LoopingWorker {
       const cause = error instanceof MailRenderError ? new SendError(error.message, !error.timedOut) : error;
       const failure = judgeSendFailure(cause, { kind: 'campaign', attempts: message.attempts, maxAttempts: this.options.maxAttempts, metrics });
       return { kind: failure.final ? 'failed' : 'retry', error: failure.message };
-    } finally {
-      const took = performance.now() - started;
-      this.sendMs = Number.isFinite(this.sendMs) ? 0.8 * this.sendMs + 0.2 * took : took;
     }
   }
 }
