@@ -2,7 +2,7 @@
 // PKCS#8 PEM, or its 32-byte seed in base64), generated once and kept under DATA_DIR in
 // development so checkpoints signed yesterday still verify after a restart.
 import { createPrivateKey, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { type SignerKey, signerFromKey, signerFromSeed } from './note.js';
 
@@ -25,10 +25,16 @@ export function loadOrCreateDevLogKey(dataDir: string, origin: string): SignerKe
   const file = path.join(dataDir, 'consent-log-key');
   if (!existsSync(file)) {
     mkdirSync(dataDir, { recursive: true });
+    // Written whole under a name of its own, then linked into place: the key file appears with
+    // its content or not at all, so a process starting beside this one never reads it empty.
+    const draft = `${file}.${process.pid}.${randomBytes(4).toString('hex')}`;
+    writeFileSync(draft, `${randomBytes(32).toString('base64')}\n`, { mode: 0o600, flag: 'wx' });
     try {
-      writeFileSync(file, `${randomBytes(32).toString('base64')}\n`, { mode: 0o600, flag: 'wx' });
+      linkSync(draft, file);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error; // another process on this DATA_DIR made it first
+    } finally {
+      unlinkSync(draft);
     }
   }
   const key = parseConsentLogKey(readFileSync(file, 'utf8'), origin);
