@@ -168,6 +168,20 @@ describe('re-consent after a material change', () => {
     expect(await snapshotAllTables(t.tdb)).toEqual(before);
   });
 
+  it('an expired link gets 410 and the way to a fresh preferences link, GET or POST, and changes nothing', async () => {
+    const list = await listIdOf('terms');
+    const expired = `/reconsent/${t.service.deps.signer.signReconsent({ subscriberId: people[1]!, listId: list, version: 2, expiresAt: t.service.clock.now - 1 })}`;
+    const before = await snapshotAllTables(t.tdb);
+    for (const method of ['GET', 'POST']) {
+      const response = await page(expired, method);
+      expect(response.status, method).toBe(410);
+      const html = await response.text();
+      expect(html).toContain('This link has expired');
+      expect(html).toContain('action="/manage"');
+    }
+    expect(await snapshotAllTables(t.tdb)).toEqual(before);
+  });
+
   it('the preferences page shows the pending wording with the same button, and its POST brings the person back', async () => {
     const preferences = `/preferences/${t.service.deps.signer.signPreferences({ subscriberId: people[1]!, expiresAt: t.service.clock.now + 3600_000 })}`;
     const before = await snapshotAllTables(t.tdb);

@@ -40,8 +40,10 @@ export async function pendingReconsents(deps: Pick<Deps, 'db' | 'config' | 'sign
 
 /** What a re-consent link stands for now. */
 export type ReconsentLinkState =
-  /** Garbled, altered, expired, signed for another purpose, or naming nothing we hold. */
+  /** Garbled, altered, signed for another purpose, or naming nothing we hold. */
   | { kind: 'invalid' }
+  /** Genuine but past its 180 days: a fresh preferences link shows the same wording and button. */
+  | { kind: 'expired' }
   /** The subscription ended (withdrawn, bounced, erased): there is nothing left to agree to. */
   | { kind: 'closed'; list: ListRef; locale: string }
   | { kind: 'ready'; list: ListRef; locale: string; oldText: string | null; newText: string }
@@ -51,15 +53,15 @@ export type ReconsentLinkState =
 
 type LinkDeps = Pick<Deps, 'db' | 'clock' | 'signer'>;
 
-function claimsOf(deps: LinkDeps, token: string): ReconsentClaims | undefined {
+function claimsOf(deps: LinkDeps, token: string): ReconsentClaims | { kind: 'invalid' | 'expired' } {
   const check = deps.signer.verifyReconsent(token, deps.clock());
-  return check.ok ? check.claims : undefined;
+  return check.ok ? check.claims : { kind: check.reason };
 }
 
 /** GET: what the page shows. Reads only. */
 export async function inspectReconsentLink(deps: LinkDeps, token: string): Promise<ReconsentLinkState> {
   const claims = claimsOf(deps, token);
-  if (!claims) return { kind: 'invalid' };
+  if ('kind' in claims) return claims;
   const [list, locale, subscription, newText] = await Promise.all([
     listStore.findListById(deps.db, claims.listId),
     findSubscriberLocale(deps.db, claims.subscriberId),
@@ -82,7 +84,7 @@ export async function inspectReconsentLink(deps: LinkDeps, token: string): Promi
  */
 export async function recordReconsent(deps: LinkDeps & Pick<Deps, 'log'>, token: string, context: RequestContext): Promise<ReconsentLinkState> {
   const claims = claimsOf(deps, token);
-  if (!claims) return { kind: 'invalid' };
+  if ('kind' in claims) return claims;
   return deps.db.transaction().execute(async (trx): Promise<ReconsentLinkState> => {
     const subscriber = await lockSubscriber(trx, claims.subscriberId);
     const subscription = subscriber && await lockSubscription(trx, claims.subscriberId, claims.listId);
