@@ -2,14 +2,14 @@
 import { sql } from 'kysely';
 import { type Database, precompiled, type Trx } from '../db/database.js';
 import type { NewOutboxMail } from '../db/schema.js';
-import type { OutboxMailKind, SubscriptionStatus } from '../domain.js';
+import type { AffinityLevel, OutboxMailKind, SubscriptionStatus } from '../domain.js';
 import { type ListWithConsent, listWithConsent } from '../lists/store.js';
 import { chainHeadColumns } from './ledger.js';
 
 type Db = Database | Trx;
 
-export async function lockSubscriber(trx: Trx, id: string): Promise<{ id: string; email: string; locale: string } | undefined> {
-  const row = await trx.selectFrom('subscribers').select(['id', 'email', 'locale'])
+export async function lockSubscriber(trx: Trx, id: string): Promise<{ id: string; email: string; locale: string; affinity_level: AffinityLevel | null } | undefined> {
+  const row = await trx.selectFrom('subscribers').select(['id', 'email', 'locale', 'affinity_level'])
     .where('id', '=', id).where('erased_at', 'is', null).forUpdate().executeTakeFirst();
   return row && row.email !== null ? { ...row, email: row.email } : undefined;
 }

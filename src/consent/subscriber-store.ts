@@ -5,7 +5,7 @@ import { type AffinityLevel, OPEN_SUBSCRIPTION_STATUSES, type SubscriptionStatus
 
 type Db = Database | Trx;
 
-const subscriberColumns = ['s.id', 's.email', 's.first_name', 's.last_name', 's.attributes', 's.locale', 's.created_at', 's.updated_at'] as const;
+const subscriberColumns = ['s.id', 's.email', 's.first_name', 's.last_name', 's.attributes', 's.locale', 's.created_at', 's.updated_at', 's.affinity_level'] as const;
 
 export interface SubscriberFilter {
   email?: string | undefined;
@@ -51,16 +51,6 @@ export async function subscriptionsOf(db: Db, subscriberIds: string[]) {
     .where('x.subscriber_id', '=', anyOf(subscriberIds, 'uuid'))
     .orderBy('l.slug')
     .execute();
-}
-
-/** Each subscriber's current recorded level: their latest affinity event's (kept on the row, migration 0012). */
-export async function currentAffinities(db: Db, subscriberIds: string[]): Promise<Map<string, AffinityLevel>> {
-  if (subscriberIds.length === 0) return new Map();
-  const rows = await db.selectFrom('subscribers')
-    .select(['id', 'affinity_level'])
-    .where('id', '=', anyOf(subscriberIds, 'uuid')).where('affinity_level', 'is not', null)
-    .execute();
-  return new Map(rows.map((row) => [row.id, row.affinity_level!]));
 }
 
 /**

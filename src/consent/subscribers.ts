@@ -41,12 +41,10 @@ function notFound(id: string): DomainError {
   return new DomainError('subscriber_not_found', `there is no subscriber ${id}`);
 }
 
-/** The subscribers with their subscriptions and affinity, in two statements for the whole page. */
+/** The subscribers with their subscriptions and affinity (kept on the row, migration 0012): one more statement for the whole page. */
 async function views(deps: Db, rows: Awaited<ReturnType<typeof subscribers.findSubscribers>>): Promise<SubscriberView[]> {
   const ids = rows.map((row) => row.id);
-  const [subscriptions, affinities] = await Promise.all([
-    subscribers.subscriptionsOf(deps.db, ids), subscribers.currentAffinities(deps.db, ids),
-  ]);
+  const subscriptions = await subscribers.subscriptionsOf(deps.db, ids);
   return rows.map((row) => ({
     id: row.id,
     email: row.email!,
@@ -55,7 +53,7 @@ async function views(deps: Db, rows: Awaited<ReturnType<typeof subscribers.findS
     attributes: row.attributes,
     locale: row.locale,
     created_at: row.created_at,
-    affinity: affinities.get(row.id) ?? null,
+    affinity: row.affinity_level,
     subscriptions: subscriptions.filter((s) => s.subscriber_id === row.id).map(({ subscriber_id: _, ...s }) => s),
   }));
 }
@@ -127,8 +125,7 @@ export async function recordAffinity(
   return deps.db.transaction().execute(async (trx) => {
     const subscriber = await store.lockSubscriber(trx, id);
     if (!subscriber) throw notFound(id);
-    const current = await subscribers.currentAffinities(trx, [id]);
-    if (!current.has(id)) throw new DomainError('not_confirmed', 'affinity is recorded for subscribers who have confirmed');
+    if (subscriber.affinity_level === null) throw new DomainError('not_confirmed', 'affinity is recorded for subscribers who have confirmed');
     const event = await subscribers.insertAffinityEvent(trx, { subscriberId: id, ...change });
     return { subscriber_id: id, ...event };
   });
