@@ -114,4 +114,54 @@ describe('migrations', () => {
       await tdb.drop();
     }
   });
+  it('0013 copies the facts an audience reads onto every subscription of the person, and keeps them from every writer', async () => {
+    const tdb = await createTestDatabase();
+    try {
+      const migrator = new Migrator({ db: tdb.db, provider: { getMigrations: migrationFiles } });
+      expect((await migrator.migrateTo('0012_prepare_for_large_audiences')).error).toBeUndefined();
+      const { rows: [news, offers] } = await tdb.query<{ id: string }>(`insert into lists (slug, name) values ('news', 'News'), ('offers', 'Offers') returning id`);
+      const { rows: [ada] } = await tdb.query<{ id: string }>(`
+        insert into subscribers (email, locale, attributes, affinity_cap) values ('ada@example.org', 'fr', '{"plan":"pro"}', 'known') returning id`);
+      const { rows: [bob] } = await tdb.query<{ id: string }>(`insert into subscribers (email, locale) values ('bob@example.org', 'de') returning id`);
+      await tdb.query(`insert into affinity_events (subscriber_id, level, reason) values ($1, 'engaged', 'a')`, [ada!.id]);
+      await tdb.query(`insert into suppressions (address_hash, reason) values ($1, 'complained')`, [addressHash('bob@example.org')]);
+      await tdb.query(`insert into subscriptions (subscriber_id, list_id, status) values ($1, $3, 'confirmed'), ($2, $3, 'confirmed')`, [ada!.id, bob!.id, news!.id]);
+
+      const facts = async (id: string) => (await tdb.query(`
+        select list_id::text as list, person_locale as locale, person_attributes as attributes, person_affinity_level as level,
+          person_affinity_cap as cap, person_reachable as reachable
+        from subscriptions where subscriber_id = $1 order by list_id`, [id])).rows;
+      // Filled for subscriptions already there.
+      expect((await migrator.migrateToLatest()).error).toBeUndefined();
+      const adaOnNews = { list: news!.id, locale: 'fr', attributes: { plan: 'pro' }, level: 'engaged', cap: 'known', reachable: true };
+      expect(await facts(ada!.id)).toEqual([adaOnNews]);
+      expect(await facts(bob!.id)).toEqual([{ list: news!.id, locale: 'de', attributes: {}, level: null, cap: null, reachable: false }]);
+
+      // A new subscription starts with them; a change of each reaches every subscription of the person.
+      await tdb.query(`insert into subscriptions (subscriber_id, list_id, status) values ($1, $2, 'pending')`, [ada!.id, offers!.id]);
+      expect(await facts(ada!.id)).toEqual([adaOnNews, { ...adaOnNews, list: offers!.id }]);
+      await tdb.query(`update subscribers set locale = 'es', attributes = '{"plan":"free"}', affinity_cap = null where id = $1`, [ada!.id]);
+      await tdb.query(`insert into affinity_events (subscriber_id, level, reason) values ($1, 'confirmed', 'b')`, [ada!.id]);
+      const changed = { locale: 'es', attributes: { plan: 'free' }, level: 'confirmed', cap: null, reachable: true };
+      expect(await facts(ada!.id)).toEqual([{ list: news!.id, ...changed }, { list: offers!.id, ...changed }]);
+
+      // Suppressions added and lifted, and erasure.
+      await tdb.query(`insert into suppressions (address_hash, reason) values ($1, 'bounced')`, [addressHash('ada@example.org')]);
+      expect((await facts(ada!.id)).map((row) => row.reachable)).toEqual([false, false]);
+      await tdb.query(`delete from suppressions where address_hash = $1`, [addressHash('bob@example.org')]);
+      expect((await facts(bob!.id)).map((row) => row.reachable)).toEqual([true]);
+      await tdb.query(`update subscribers set email = null, erased_at = now() where id = $1`, [bob!.id]);
+      expect((await facts(bob!.id)).map((row) => row.reachable)).toEqual([false]);
+      await tdb.query(`delete from suppressions where address_hash = $1`, [addressHash('ada@example.org')]);
+      expect((await facts(ada!.id)).map((row) => row.reachable)).toEqual([true, true]);
+
+      // Down and up again: gone, then filled anew from the people.
+      expect((await migrator.migrateTo('0012_prepare_for_large_audiences')).error).toBeUndefined();
+      await tdb.query(`update subscribers set locale = 'it' where id = $1`, [ada!.id]);
+      expect((await migrator.migrateToLatest()).error).toBeUndefined();
+      expect((await facts(ada!.id)).map((row) => row.locale)).toEqual(['it', 'it']);
+    } finally {
+      await tdb.drop();
+    }
+  });
 });

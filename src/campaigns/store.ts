@@ -1,7 +1,6 @@
 // The campaigns module's SQL: one exported function per statement.
 import { sql } from 'kysely';
 import { anyOf, type Database, type Trx } from '../db/database.js';
-import { notSuppressed } from '../consent/subscriber-store.js';
 import { reconsentFromSql } from '../lists/store.js';
 import { AFFINITY_LEVELS, type AffinityLevel, type CampaignStatus, MESSAGE_STATUSES, type MessageStatus } from '../domain.js';
 
@@ -108,8 +107,8 @@ export async function insertAudience(trx: Trx, campaign: AudienceSpec & { id: st
 
 /**
  * For one statement over a whole list, local to the transaction: compiling it (JIT) cost
- * about a second of a million's count, and at the default work_mem the join of
- * subscriptions and subscribers spilled to disk in 16 batches (EXPLAIN ANALYZE, README).
+ * about a second of a million's count, and at the default work_mem sorting a million
+ * recipients by id spilled to disk (EXPLAIN ANALYZE, README).
  */
 async function planForWholeList(trx: Trx): Promise<void> {
   await sql`select set_config('jit', 'off', true), set_config('work_mem', '64MB', true)`.execute(trx);
@@ -131,32 +130,32 @@ export interface Segment {
 }
 
 /**
- * The audience's rules as SQL fragments over `subscriptions x join subscribers s`: the one
- * place they are said, for the INSERT … SELECT that fixes an audience and the count that
- * previews it. The segment says only the clauses it has, so the planner sees no dead ones.
+ * The audience's rules as SQL fragments over `subscriptions x`: the one place they are said,
+ * for the INSERT … SELECT that fixes an audience and the count that previews it. What they ask
+ * of the person is read from the copies on the subscription (migration 0013), so a list's
+ * audience is one table's rows, not a join of a million to a million. The segment says only
+ * the clauses it has, so the planner sees no dead ones.
  */
 function audienceRule(spec: AudienceSpec) {
   const levels = sql`${AFFINITY_LEVELS}::text[]`;
   const segment = spec.segment ?? {};
   const clauses = [
-    segment.attributes && sql`s.attributes @> ${JSON.stringify(segment.attributes)}::jsonb`,
-    segment.locales && sql`s.locale = any(${segment.locales}::text[])`,
+    segment.attributes && sql`x.person_attributes @> ${JSON.stringify(segment.attributes)}::jsonb`,
+    segment.locales && sql`x.person_locale = any(${segment.locales}::text[])`,
     segment.confirmed_before && sql`x.confirmed_at < ${segment.confirmed_before}::timestamptz`,
     segment.confirmed_after && sql`x.confirmed_at >= ${segment.confirmed_after}::timestamptz`,
   ].filter((clause) => clause !== undefined);
   return {
     reachable: sql`
       from subscriptions x
-      join subscribers s on s.id = x.subscriber_id
       where x.list_id = ${spec.listId}
         and x.status = 'confirmed'
-        and s.erased_at is null
-        and ${notSuppressed}`,
+        and x.person_reachable`,
     terms: sql`coalesce(x.consent_version, 0) >= coalesce(${reconsentFromSql(spec.listId)}, 0)`,
     segment: clauses.length === 0 ? sql`true` : sql`(${sql.join(clauses, sql` and `)})`,
     level: sql`least(
-      array_position(${levels}, s.affinity_level),
-      coalesce(array_position(${levels}, s.affinity_cap), cardinality(${levels})))`,
+      array_position(${levels}, x.person_affinity_level),
+      coalesce(array_position(${levels}, x.person_affinity_cap), cardinality(${levels})))`,
     minRank: sql`array_position(${levels}, ${spec.minAffinity}::text)`,
   };
 }
@@ -183,9 +182,8 @@ export async function countAudience(trx: Trx, spec: AudienceSpec): Promise<Audie
       count(*) filter (where a.terms and not a.segment) as left_segment,
       count(*) filter (where a.terms and a.segment and a.level < a.min_rank) as left_affinity
     from (
-      -- The level costs an index probe per person: only for those the terms and segment let through.
       select ${rule.terms} as terms, ${rule.segment} as segment, ${rule.minRank} as min_rank,
-        case when ${rule.terms} and ${rule.segment} then ${rule.level} end as level
+        ${rule.level} as level
       ${rule.reachable}
     ) a
   `.execute(trx);

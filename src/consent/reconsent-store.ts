@@ -4,7 +4,6 @@
 import { sql } from 'kysely';
 import type { Database, Trx } from '../db/database.js';
 import { reconsentFromSql } from '../lists/store.js';
-import { notSuppressed } from './subscriber-store.js';
 
 type Db = Database | Trx;
 
@@ -23,12 +22,10 @@ export async function queueReconsentMessages(db: Db, listId: string, version: nu
     insert into reconsent_messages (list_id, version, subscriber_id)
     select ${listId}, ${version}, x.subscriber_id
     from subscriptions x
-    join subscribers s on s.id = x.subscriber_id
     where x.list_id = ${listId}
       and x.status = 'confirmed'
       and coalesce(x.consent_version, 0) < ${version}
-      and s.erased_at is null
-      and ${notSuppressed}
+      and x.person_reachable
     order by x.subscriber_id
     on conflict do nothing
   `.execute(db);

@@ -53,12 +53,6 @@ export async function subscriptionsOf(db: Db, subscriberIds: string[]) {
     .execute();
 }
 
-/**
- * Not suppressed: the rule every audience applies to `s`, an alias of subscribers. An
- * equality on a stored hash, so a million are checked by one hash anti-join.
- */
-export const notSuppressed = sql`not exists (select 1 from suppressions p where p.address_hash = s.address_hash)`;
-
 export async function affinityEventsOf(db: Db, subscriberId: string) {
   return db.selectFrom('affinity_events').select(['level', 'reason', 'recorded_by', 'occurred_at'])
     .where('subscriber_id', '=', subscriberId).orderBy('id').execute();

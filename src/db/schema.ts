@@ -61,6 +61,12 @@ export interface SubscriptionsTable {
   last_confirmation_mail_at: Date | null;
   created_at: Generated<Date>;
   updated_at: Generated<Date>;
+  // The person's facts an audience reads, kept by triggers (migration 0013): never written here.
+  person_locale: ColumnType<string, never, never>;
+  person_attributes: ColumnType<Record<string, unknown>, never, never>;
+  person_affinity_level: ColumnType<AffinityLevel | null, never, never>;
+  person_affinity_cap: ColumnType<AffinityLevel | null, never, never>;
+  person_reachable: ColumnType<boolean, never, never>;
 }
 
 export interface ConsentEventsTable {
